@@ -1,0 +1,84 @@
+"""Injected time.
+
+Everything that waits or expires (visibility timeouts, delays, retention, long polls) reads a
+`Clock` instead of the `time` module, so tests can run hours of queue time in microseconds.
+
+Two readings: `time()` is wall-clock Unix seconds, for values shown to clients
+(enqueueTime, nextVisibleTime) and retention; `monotonic()` orders due times and cannot jump.
+`call_at(when, cb)` schedules `cb` at a monotonic instant and returns a handle with `cancel()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Callable, Protocol
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+    def monotonic(self) -> float: ...
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class RealClock:
+    """The event loop's clock (monotonic) plus the system's wall clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_at(when, callback)
+
+
+class _FakeTimer:
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """A clock that only moves when told to; `advance()` fires the timers that fall due."""
+
+    def __init__(self, start: float = 1_700_000_000.0):
+        self._wall0 = start
+        self._now = 0.0
+        self._timers: list[tuple[float, int, _FakeTimer]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self._wall0 + self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        timer = _FakeTimer(when, callback)
+        heapq.heappush(self._timers, (when, next(self._seq), timer))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, firing each due timer at its own instant, in order."""
+        target = self._now + seconds
+        while self._timers and self._timers[0][0] <= target:
+            when, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            self._now = max(self._now, when)
+            timer.callback()
+        self._now = target

@@ -1,0 +1,91 @@
+"""Settings, built once from command-line flags and `BROKER_*` environment variables.
+
+This is the only module that reads the environment. A flag beats its variable; the variable
+beats the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 9876
+    data_dir: str | None = None
+    secret_id: str | None = None
+    secret_key: str | None = None
+    region: str = "ap-guangzhou"
+    log_level: str = "info"
+    max_request_bytes: int = 4 * 1024 * 1024  # 16 URL-encoded 64 KiB bodies fit
+    max_queues: int = 1000
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.secret_id and self.secret_key)
+
+
+# flag name → (env var, type, help)
+_OPTIONS = {
+    "host": (str, "address to listen on"),
+    "port": (int, "port to listen on; 0 picks a free one and prints it"),
+    "data_dir": (str, "directory for durable state (not available yet: refused)"),
+    "secret_id": (str, "SecretId clients must sign with (with --secret-key); unset = no auth"),
+    "secret_key": (str, "SecretKey for signature checks"),
+    "region": (str, "region reported to clients"),
+    "log_level": (str, "one of " + ", ".join(LOG_LEVELS)),
+    "max_request_bytes": (int, "largest request body accepted"),
+    "max_queues": (int, "most queues the broker holds"),
+}
+
+
+def env_name(field: str) -> str:
+    return "BROKER_" + field.upper()
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    for name, (_, help_text) in _OPTIONS.items():
+        default = getattr(defaults, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            help=f"{help_text} (env {env_name(name)}; default {default})",
+        )
+
+
+def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
+    """Merge flags, environment and defaults; raise ValueError naming the bad setting."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in fields(Config):
+        kind = _OPTIONS[f.name][0]
+        raw = getattr(args, f.name, None)
+        source = "--" + f.name.replace("_", "-")
+        if raw is None:
+            raw = environ.get(env_name(f.name))
+            source = env_name(f.name)
+        if raw is None or raw == "":
+            continue
+        if kind is int:
+            try:
+                raw = int(raw)
+            except ValueError:
+                raise ValueError(f"{source} must be an integer, got {raw!r}") from None
+        values[f.name] = raw
+    config = Config(**values)
+    if not 0 <= config.port <= 65535:
+        raise ValueError(f"port must be from 0 to 65535, got {config.port}")
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if bool(config.secret_id) != bool(config.secret_key):
+        raise ValueError("--secret-id and --secret-key go together: give both or neither")
+    if config.max_request_bytes < 1024 or config.max_queues < 1:
+        raise ValueError("max-request-bytes must be at least 1024 and max-queues at least 1")
+    return config

@@ -1,0 +1,7 @@
+"""The queue engine: pure asyncio, no HTTP, no files, no wire formats (design.md rule 1)."""
+
+from .broker import Broker, Limits
+from .queue import Message, Queue
+from .settings import QueueSettings
+
+__all__ = ["Broker", "Limits", "Message", "Queue", "QueueSettings"]

@@ -1,0 +1,351 @@
+"""One CMQ queue: its messages, their states, and the receivers parked on it.
+
+Theory of operation
+-------------------
+A message is in one of four states::
+
+    DELAYED --(delay ends)--> READY --(receive)--> INFLIGHT --(visibility timeout)--> READY
+                                                      |
+                                                      +--(delete)--> gone, or KEPT if rewind is on
+
+All messages live in one dict by id. Ids come from one broker-wide counter, so a smaller id is
+an older message: the READY set is a min-heap of ids ("oldest first" for free), and DELAYED and
+INFLIGHT messages share one min-heap of (due, id). Heaps are cleaned lazily: an entry whose
+message is gone, or whose `due` no longer matches the message, is skipped when it surfaces, so
+receive, delete and expiry are O(log n) and nothing ever scans the queue.
+
+Time moves only when someone looks: every operation first calls `_advance()`, which promotes
+due messages and expires old ones, so the counters are exact whenever they are read. A timer
+exists only while receivers are parked, armed for the earliest due entry.
+
+A receipt handle is the message id followed by its delivery number (10 digits): only the latest
+delivery of a message still in flight matches, so a stale or expired handle is refused with no
+extra table.
+
+Parked long-poll receivers wait in a FIFO of futures; whenever messages become READY they are
+handed straight to the first live waiter, so a woken receiver never races another for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from heapq import heappop, heappush
+from typing import Callable
+
+from ..clock import Clock, TimerHandle
+from ..errors import (
+    EmptyMessage,
+    InvalidReceiptHandle,
+    InvalidRewindTime,
+    MessageTooLarge,
+    QueueFull,
+    RewindDisabled,
+)
+from .settings import QueueSettings
+
+READY, DELAYED, INFLIGHT, KEPT = 0, 1, 2, 3
+
+_HANDLE_DIGITS = 10  # digits of the delivery number at the end of a receipt handle
+
+
+class Message:
+    __slots__ = ("id", "body", "enqueue_time", "first_dequeue_time", "dequeue_count", "state", "due")
+
+    def __init__(self, mid: int, body: str, enqueue_time: float, state: int, due: float):
+        self.id = mid
+        self.body = body  # as received; never copied or re-encoded
+        self.enqueue_time = enqueue_time  # wall clock, for clients and retention
+        self.first_dequeue_time = 0.0
+        self.dequeue_count = 0
+        self.state = state
+        self.due = due  # monotonic instant a DELAYED/INFLIGHT message becomes READY; 0 otherwise
+
+    @property
+    def receipt_handle(self) -> str:
+        return f"{self.id}{self.dequeue_count:0{_HANDLE_DIGITS}d}"
+
+
+def _parse_handle(handle: str) -> tuple[int, int]:
+    if len(handle) <= _HANDLE_DIGITS or not handle.isdigit() or not handle.isascii():
+        raise InvalidReceiptHandle(handle)
+    return int(handle[:-_HANDLE_DIGITS]), int(handle[-_HANDLE_DIGITS:])
+
+
+class Queue:
+    def __init__(
+        self,
+        name: str,
+        queue_id: str,
+        settings: QueueSettings,
+        clock: Clock,
+        next_id: Callable[[], int],
+    ):
+        self.name = name
+        self.queue_id = queue_id
+        self.settings = settings
+        self.create_time = self.last_modify_time = int(clock.time())
+        self._clock = clock
+        self._next_id = next_id
+        self._messages: dict[int, Message] = {}
+        self._ready: list[int] = []  # min-heap of ids
+        self._timed: list[tuple[float, int]] = []  # min-heap of (due, id): DELAYED and INFLIGHT
+        self._order: deque[int] = deque()  # ids in enqueue order, for retention (lazily cleaned)
+        self._waiters: deque[tuple[asyncio.Future, int]] = deque()
+        self._timer: TimerHandle | None = None
+        self._timer_at = 0.0
+        self.active = 0  # READY
+        self.inactive = 0  # INFLIGHT
+        self.delayed = 0  # DELAYED
+        self.kept = 0  # KEPT: deleted, but held for RewindQueue
+
+    # -- counters -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        self._advance()
+        return {
+            "activeMsgNum": self.active,
+            "inactiveMsgNum": self.inactive,
+            "delayMsgNum": self.delayed,
+            "rewindMsgNum": self.kept,
+        }
+
+    @property
+    def stored(self) -> int:
+        """Messages not yet deleted (what maxMsgHeapNum bounds)."""
+        return self.active + self.inactive + self.delayed
+
+    def min_msg_time(self) -> int:
+        """Enqueue time of the oldest undeleted message, 0 when there is none."""
+        self._advance()
+        for mid in self._order:
+            msg = self._messages.get(mid)
+            if msg is not None and msg.state != KEPT:
+                return int(msg.enqueue_time)
+        return 0
+
+    # -- send -----------------------------------------------------------------------------
+
+    def check_body(self, body: str, param: str = "msgBody") -> None:
+        if not body:
+            raise EmptyMessage(param)
+        limit = self.settings.maxMsgSize
+        if len(body) * 4 > limit:  # only measure bytes when the characters alone cannot decide
+            size = len(body.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                raise MessageTooLarge(param, size, limit)
+
+    def send(self, bodies: list[str], delay: int = 0) -> list[Message]:
+        """Enqueue all of `bodies` or none of them. Bodies must have passed `check_body`."""
+        self._advance()
+        if self.stored + len(bodies) > self.settings.maxMsgHeapNum:
+            raise QueueFull(self.name, self.settings.maxMsgHeapNum)
+        now = self._clock.time()
+        messages, order, out = self._messages, self._order, []
+        if delay > 0:
+            due = self._clock.monotonic() + delay
+            for body in bodies:
+                msg = Message(self._next_id(), body, now, DELAYED, due)
+                messages[msg.id] = msg
+                order.append(msg.id)
+                heappush(self._timed, (due, msg.id))
+                out.append(msg)
+            self.delayed += len(out)
+            if self._waiters:
+                self._arm_timer()
+        else:
+            ready = self._ready
+            for body in bodies:
+                msg = Message(self._next_id(), body, now, READY, 0.0)
+                messages[msg.id] = msg
+                order.append(msg.id)
+                heappush(ready, msg.id)
+                out.append(msg)
+            self.active += len(out)
+            if self._waiters:
+                self._wake()
+        return out
+
+    # -- receive --------------------------------------------------------------------------
+
+    def take(self, n: int) -> list[Message]:
+        """Receive up to `n` visible messages now, oldest first, without waiting."""
+        self._advance()
+        return self._take(n)
+
+    async def receive(self, n: int, wait: float) -> list[Message]:
+        """Receive up to `n` messages, parking up to `wait` seconds for the first one."""
+        got = self.take(n)
+        if got or wait <= 0:
+            return got
+        fut = asyncio.get_running_loop().create_future()
+        waiter = (fut, n)
+        self._waiters.append(waiter)
+        timeout = self._clock.call_at(self._clock.monotonic() + wait, lambda: fut.done() or fut.set_result([]))
+        self._arm_timer()
+        try:
+            return await fut
+        finally:
+            timeout.cancel()
+            woken = fut.done() and not fut.cancelled() and fut.result()
+            if not woken:  # timed out or cancelled: still parked (unless released at shutdown)
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def release_waiters(self) -> None:
+        """Answer every parked receiver now with nothing (shutdown, queue deletion)."""
+        while self._waiters:
+            fut, _ = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result([])
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, handle: str) -> None:
+        mid, delivery = _parse_handle(handle)
+        self._advance()
+        msg = self._messages.get(mid)
+        if msg is None or msg.state != INFLIGHT or msg.dequeue_count != delivery:
+            raise InvalidReceiptHandle(handle)
+        self.inactive -= 1
+        if self.settings.rewindSeconds > 0:
+            msg.state, msg.due = KEPT, 0.0
+            self.kept += 1
+        else:
+            del self._messages[mid]
+
+    # -- rewind and settings --------------------------------------------------------------
+
+    def rewind(self, start_time: int) -> int:
+        """Make every kept (deleted) message enqueued at or after `start_time` visible again."""
+        rewind = self.settings.rewindSeconds
+        if rewind <= 0:
+            raise RewindDisabled(self.name)
+        now = self._clock.time()
+        if not now - rewind - 1 <= start_time <= now + 1:
+            raise InvalidRewindTime(
+                "startConsumeTime",
+                f"startConsumeTime must be within the last rewindSeconds ({rewind}s): "
+                f"from {int(now) - rewind} to {int(now)}, got {start_time}",
+            )
+        self._advance()
+        count = 0
+        for msg in self._messages.values():
+            if msg.state == KEPT and msg.enqueue_time >= start_time:
+                msg.state = READY
+                heappush(self._ready, msg.id)
+                count += 1
+        self.kept -= count
+        self.active += count
+        if count and self._waiters:
+            self._wake()
+        return count
+
+    def update_settings(self, settings: QueueSettings) -> None:
+        if settings.rewindSeconds == 0 and self.kept:
+            for mid in [m.id for m in self._messages.values() if m.state == KEPT]:
+                del self._messages[mid]
+            self.kept = 0
+        self.settings = settings
+        self.last_modify_time = int(self._clock.time())
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _take(self, n: int) -> list[Message]:
+        ready, messages, out = self._ready, self._messages, []
+        if not self.active:
+            return out
+        due = self._clock.monotonic() + self.settings.visibilityTimeout
+        now = 0.0
+        while ready and len(out) < n:
+            msg = messages.get(heappop(ready))
+            if msg is None or msg.state != READY:
+                continue  # expired while visible: a stale heap entry
+            msg.state = INFLIGHT
+            msg.due = due
+            msg.dequeue_count += 1
+            if not msg.first_dequeue_time:
+                msg.first_dequeue_time = now = now or self._clock.time()
+            heappush(self._timed, (due, msg.id))
+            out.append(msg)
+        self.active -= len(out)
+        self.inactive += len(out)
+        if self._waiters:
+            self._arm_timer()
+        return out
+
+    def _advance(self) -> None:
+        """Promote due DELAYED/INFLIGHT messages to READY and expire messages past retention."""
+        timed, messages = self._timed, self._messages
+        promoted = 0
+        if timed:
+            now = self._clock.monotonic()
+            while timed and timed[0][0] <= now:
+                due, mid = heappop(timed)
+                msg = messages.get(mid)
+                if msg is None or msg.due != due:
+                    continue  # deleted, or re-received since this entry was pushed
+                if msg.state == DELAYED:
+                    self.delayed -= 1
+                elif msg.state == INFLIGHT:
+                    self.inactive -= 1
+                else:
+                    continue
+                msg.state, msg.due = READY, 0.0
+                heappush(self._ready, mid)
+                promoted += 1
+            self.active += promoted
+        order = self._order
+        if order:
+            horizon = self._clock.time() - self.settings.msgRetentionSeconds
+            while order:
+                msg = messages.get(order[0])
+                if msg is not None:
+                    if msg.enqueue_time > horizon:
+                        break
+                    self._drop(msg)
+                order.popleft()
+            if len(order) > 2 * len(messages) + 1024:
+                self._order = deque(messages)  # dict order is enqueue order: drop deleted ids
+        if promoted and self._waiters:
+            self._wake()
+
+    def _drop(self, msg: Message) -> None:
+        del self._messages[msg.id]
+        state = msg.state
+        if state == READY:
+            self.active -= 1
+        elif state == INFLIGHT:
+            self.inactive -= 1
+        elif state == DELAYED:
+            self.delayed -= 1
+        else:
+            self.kept -= 1
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters and self.active:
+            fut, n = waiters.popleft()
+            if not fut.done():
+                fut.set_result(self._take(n))
+
+    def _arm_timer(self) -> None:
+        if not self._waiters or not self._timed:
+            return
+        due = self._timed[0][0]
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = self._clock.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._advance()
+        self._arm_timer()

@@ -1,0 +1,70 @@
+"""The one table from domain errors to CMQ wire codes.
+
+A CMQ error reply is `{"code": C, "message": "(M)text", "requestId": ...}` with HTTP 200: `C` is
+the public code the SDK raises with, `M` the finer "module" code CMQ prints in the message.
+Lookup walks the exception's class hierarchy, so a subclass without a row uses its parent's.
+"""
+
+from __future__ import annotations
+
+from ... import errors as e
+
+# exception class: (code, module code)
+CODES: dict[type, tuple[int, int]] = {
+    e.BrokerError: (6000, 10050),
+    e.MalformedRequest: (4000, 10420),
+    e.MethodNotAllowed: (4000, 10410),
+    e.UnknownAction: (4000, 10430),
+    e.InvalidParameter: (4000, 10110),
+    e.MissingParameter: (4000, 10390),
+    e.DuplicateParameter: (4000, 10330),
+    e.ParameterOutOfRange: (4000, 10350),
+    e.ParameterWrongType: (4000, 10360),
+    e.TooManyItems: (4000, 10370),
+    e.ListNotContiguous: (4000, 10380),
+    e.AuthFailure: (4100, 10030),
+    e.SignatureMismatch: (4100, 10030),
+    e.UnknownSecretId: (4100, 10270),
+    e.InvalidQueueName: (4000, 10020),
+    e.QueueNotFound: (4440, 10100),
+    e.QueueAlreadyExists: (4460, 10210),
+    e.QueueLimitExceeded: (4450, 10220),
+    e.EmptyMessage: (4000, 10120),
+    e.MessageTooLarge: (4400, 10230),
+    e.QueueFull: (4410, 10240),
+    e.NoMessage: (7000, 10200),
+    e.InvalidReceiptHandle: (4430, 10260),
+    e.RewindDisabled: (6050, 10670),
+    e.InvalidRewindTime: (4000, 10680),
+}
+
+# Batch delete outcomes, which are replies of their own rather than domain errors.
+BATCH_DELETE_PARTIAL = (6010, 10150)
+BATCH_DELETE_FAILED = (6020, 10290)
+
+
+def codes_for(exc: e.BrokerError) -> tuple[int, int]:
+    for cls in type(exc).__mro__:
+        found = CODES.get(cls)
+        if found is not None:
+            return found
+    return CODES[e.BrokerError]
+
+
+def error_reply(exc: e.BrokerError, request_id: str) -> dict:
+    code, module = codes_for(exc)
+    return {"code": code, "message": f"({module}){exc.message}", "requestId": request_id}
+
+
+class ReplyError(Exception):
+    """A failure reply that carries more than code and message (BatchDeleteMessage's errorList)."""
+
+    def __init__(self, codes: tuple[int, int], message: str, extra: dict):
+        super().__init__(message)
+        self.codes = codes
+        self.message = message
+        self.extra = extra
+
+    def reply(self, request_id: str) -> dict:
+        code, module = self.codes
+        return {"code": code, "message": f"({module}){self.message}", "requestId": request_id, **self.extra}

@@ -1,0 +1,90 @@
+"""Message actions: (Batch)SendMessage, (Batch)ReceiveMessage, (Batch)DeleteMessage."""
+
+from __future__ import annotations
+
+from ...engine import Broker, Message, Queue
+from ...errors import BrokerError, NoMessage
+from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for
+from .params import MAX_BATCH, Params
+
+MAX_DELAY = 3600
+MAX_POLL = 30
+
+
+async def send_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    body = p.str("msgBody")
+    delay = p.int("delaySeconds", 0, 0, MAX_DELAY)
+    queue.check_body(body)
+    [msg] = queue.send([body], delay)
+    return {"msgId": str(msg.id)}
+
+
+async def batch_send_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    bodies = p.list("msgBody")
+    delay = p.int("delaySeconds", 0, 0, MAX_DELAY)
+    for i, body in enumerate(bodies, 1):
+        queue.check_body(body, f"msgBody.{i}")
+    return {"msgList": [{"msgId": str(m.id)} for m in queue.send(bodies, delay)]}
+
+
+def _wait(p: Params, queue: Queue) -> int:
+    return p.int("pollingWaitSeconds", queue.settings.pollingWaitSeconds, 0, MAX_POLL)
+
+
+def _render(broker: Broker, msg: Message) -> dict:
+    clock = broker.clock
+    return {
+        "msgBody": msg.body,
+        "msgId": str(msg.id),
+        "receiptHandle": msg.receipt_handle,
+        "enqueueTime": int(msg.enqueue_time),
+        "firstDequeueTime": int(msg.first_dequeue_time),
+        "nextVisibleTime": int(clock.time() + msg.due - clock.monotonic()),
+        "dequeueCount": msg.dequeue_count,
+    }
+
+
+async def receive_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    got = await queue.receive(1, _wait(p, queue))
+    if not got:
+        raise NoMessage()
+    return _render(broker, got[0])
+
+
+async def batch_receive_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    n = p.int("numOfMsg", lo=1, hi=MAX_BATCH)
+    got = await queue.receive(n, _wait(p, queue))
+    if not got:
+        raise NoMessage()
+    return {"msgInfoList": [_render(broker, m) for m in got]}
+
+
+async def delete_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    queue.delete(p.str("receiptHandle"))
+    return {}
+
+
+async def batch_delete_message(broker: Broker, p: Params) -> dict:
+    queue = broker.get_queue(p.str("queueName"))
+    handles = p.list("receiptHandle")
+    failures = []
+    for handle in handles:
+        try:
+            queue.delete(handle)
+        except BrokerError as exc:
+            code, module = codes_for(exc)
+            failures.append({"code": code, "message": f"({module}){exc.message}", "receiptHandle": handle})
+    if not failures:
+        return {}
+    if len(failures) == len(handles):
+        raise ReplyError(BATCH_DELETE_FAILED, "no message was deleted", {"errorList": failures})
+    raise ReplyError(
+        BATCH_DELETE_PARTIAL,
+        f"{len(failures)} of {len(handles)} messages were not deleted",
+        {"errorList": failures},
+    )

@@ -1,0 +1,66 @@
+"""Builds the application and runs it until SIGTERM or SIGINT.
+
+Start: engine → HTTP (the port opens only when everything behind it is ready, so /healthz
+answering means ready). Stop, in reverse: close the listener, answer parked long polls, let
+in-flight requests finish, then exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .clock import Clock, RealClock
+from .config import Config
+from .engine import Broker, Limits
+from .protocol.cmq import CmqEndpoint
+
+log = logging.getLogger("broker")
+
+BROKER = web.AppKey("broker", Broker)
+SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_app(config: Config, clock: Clock | None = None) -> web.Application:
+    broker = Broker(clock or RealClock(), Limits(max_queues=config.max_queues))
+    app = web.Application(client_max_size=config.max_request_bytes)
+    app[BROKER] = broker
+    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes)
+    app.router.add_route("*", "/v2/index.php", cmq.handle)
+    app.router.add_get("/healthz", _healthz)
+
+    async def release_long_polls(app: web.Application) -> None:
+        app[BROKER].close()
+
+    app.on_shutdown.append(release_long_polls)
+    return app
+
+
+async def serve(config: Config) -> None:
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    print(f"cmq-broker listening on http://{host}:{port}", flush=True)
+    log.info("CMQ API 2.0 at http://%s:%d/v2/index.php (signatures %s)", host, port,
+             "required" if config.auth_enabled else "not checked")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping: finishing in-flight requests")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
