@@ -11,7 +11,7 @@ from .config import add_serve_arguments, build_config
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m broker", description="A local Tencent Cloud CMQ broker.")
+    parser = argparse.ArgumentParser(description="A local Tencent Cloud CMQ broker.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the broker")
     add_serve_arguments(serve)

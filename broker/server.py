@@ -44,6 +44,11 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
 
 
 async def serve(config: Config) -> None:
+    # Signals are caught before the port opens, so a stop request can never find us half-started.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     app = build_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
     await runner.setup()
@@ -54,10 +59,6 @@ async def serve(config: Config) -> None:
     log.info("CMQ API 2.0 at http://%s:%d/v2/index.php (signatures %s)", host, port,
              "required" if config.auth_enabled else "not checked")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
