@@ -296,6 +296,7 @@ async def test_close_releases_waiters(broker):
     await asyncio.sleep(0)
     broker.close()
     assert await asyncio.wait_for(task, 1) == []
+    assert await asyncio.wait_for(q.receive(1, 30), 1) == []  # no new parking while stopping
 
 
 async def test_delete_queue_releases_waiters(broker):

@@ -69,7 +69,7 @@ class Broker:
     def delete_queue(self, name: str) -> None:
         queue = self.get_queue(name)
         del self._queues[name.lower()]
-        queue.release_waiters()
+        queue.close()
 
     def list_queues(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Queue]]:
         """(number of all matches, one page of them), ordered by name."""
@@ -83,6 +83,6 @@ class Broker:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Answer every parked receiver so shutdown need not wait out long polls."""
+        """Answer every parked receiver, and park no more, so shutdown need not wait out long polls."""
         for queue in self._queues.values():
-            queue.release_waiters()
+            queue.close()

@@ -94,6 +94,7 @@ class Queue:
         self._waiters: deque[tuple[asyncio.Future, int]] = deque()
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
+        self._closed = False
         self.active = 0  # READY
         self.inactive = 0  # INFLIGHT
         self.delayed = 0  # DELAYED
@@ -176,7 +177,7 @@ class Queue:
     async def receive(self, n: int, wait: float) -> list[Message]:
         """Receive up to `n` messages, parking up to `wait` seconds for the first one."""
         got = self.take(n)
-        if got or wait <= 0:
+        if got or wait <= 0 or self._closed:
             return got
         fut = asyncio.get_running_loop().create_future()
         waiter = (fut, n)
@@ -194,8 +195,9 @@ class Queue:
                 except ValueError:
                     pass
 
-    def release_waiters(self) -> None:
-        """Answer every parked receiver now with nothing (shutdown, queue deletion)."""
+    def close(self) -> None:
+        """Answer every parked receiver now with nothing, and park no more (shutdown, deletion)."""
+        self._closed = True
         while self._waiters:
             fut, _ = self._waiters.popleft()
             if not fut.done():
