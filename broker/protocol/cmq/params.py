@@ -8,7 +8,7 @@ SDKs disagree on the capitals (`ClearSUbscriptionFIlterTags`). Lists arrive as `
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from ...errors import (
     DuplicateParameter,
@@ -26,13 +26,27 @@ _MISSING = object()
 
 
 def decode_pairs(text: str) -> list[tuple[str, str]]:
-    """Form-decode `text`; percent-escapes must decode to UTF-8."""
+    """Form-decode `text` (as parse_qsl with blank values kept, but only unquoting what needs
+    it: most keys and many values have no escapes). Escapes must decode to UTF-8."""
+    if not text:
+        return []
+    parts = text.split("&")
+    if len(parts) > MAX_FIELDS:
+        raise MalformedRequest(f"too many parameters: {len(parts)}, at most {MAX_FIELDS}")
+    pairs = []
     try:
-        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+        for part in parts:
+            if not part:
+                continue
+            key, _, value = part.partition("=")
+            if "%" in key or "+" in key:
+                key = unquote_plus(key, errors="strict")
+            if "%" in value or "+" in value:
+                value = unquote_plus(value, errors="strict")
+            pairs.append((key, value))
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"request parameters are not valid UTF-8: {exc.reason} at byte {exc.start}") from None
-    except ValueError as exc:
-        raise MalformedRequest(f"cannot parse the request parameters: {exc}") from None
+    return pairs
 
 
 class Params:
