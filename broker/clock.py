@@ -5,7 +5,8 @@ Everything that waits or expires (visibility timeouts, delays, retention, long p
 
 Two readings: `time()` is wall-clock Unix seconds, for values shown to clients
 (enqueueTime, nextVisibleTime) and retention; `monotonic()` orders due times and cannot jump.
-`call_at(when, cb)` schedules `cb` at a monotonic instant and returns a handle with `cancel()`.
+`call_at(when, cb)` schedules `cb` at a monotonic instant and returns a handle with `cancel()`;
+`sleep(seconds)` waits on the same clock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Clock(Protocol):
     def time(self) -> float: ...
     def monotonic(self) -> float: ...
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
+    async def sleep(self, seconds: float) -> None: ...
 
 
 class RealClock:
@@ -38,6 +40,9 @@ class RealClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         return asyncio.get_running_loop().call_at(when, callback)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class _FakeTimer:
@@ -71,6 +76,14 @@ class FakeClock:
         timer = _FakeTimer(when, callback)
         heapq.heappush(self._timers, (when, next(self._seq), timer))
         return timer
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        timer = self.call_at(self._now + seconds, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            timer.cancel()
 
     def advance(self, seconds: float) -> None:
         """Move time forward, firing each due timer at its own instant, in order."""

@@ -24,6 +24,11 @@ class Config:
     log_level: str = "info"
     max_request_bytes: int = 4 * 1024 * 1024  # 16 URL-encoded 64 KiB bodies fit
     max_queues: int = 1000
+    max_topics: int = 1000
+    strict: bool = False
+    app_id: int = 1250000000
+    push_retry_scale: float = 1.0
+    push_timeout: float = 15.0
 
     @property
     def auth_enabled(self) -> bool:
@@ -41,7 +46,16 @@ _OPTIONS = {
     "log_level": (str, "one of " + ", ".join(LOG_LEVELS)),
     "max_request_bytes": (int, "largest request body accepted"),
     "max_queues": (int, "most queues the broker holds"),
+    "max_topics": (int, "most topics the broker holds"),
+    "strict": (bool, "also refuse what the cloud is documented to refuse but unconfirmed: publish that reaches "
+                     "no subscription (6030), DeleteTopic with subscriptions, routing subscription without bindingKey"),
+    "app_id": (int, "account APPID shown as the topic owner"),
+    "push_retry_scale": (float, "multiplies every push retry gap (0.01 makes the day-long schedule ~15 min)"),
+    "push_timeout": (float, "seconds one HTTP push may take before it counts as failed"),
 }
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def env_name(field: str) -> str:
@@ -50,8 +64,18 @@ def env_name(field: str) -> str:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Config()
-    for name, (_, help_text) in _OPTIONS.items():
+    for name, (kind, help_text) in _OPTIONS.items():
         default = getattr(defaults, name)
+        if kind is bool:
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=f"{help_text} (env {env_name(name)}=1)",
+            )
+            continue
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
@@ -73,11 +97,15 @@ def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None
             source = env_name(f.name)
         if raw is None or raw == "":
             continue
-        if kind is int:
+        if kind is int or kind is float:
             try:
-                raw = int(raw)
+                raw = kind(raw)
             except ValueError:
-                raise ValueError(f"{source} must be an integer, got {raw!r}") from None
+                raise ValueError(f"{source} must be a number, got {raw!r}") from None
+        elif kind is bool:
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{source} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
+            raw = raw.lower() in _TRUE
         values[f.name] = raw
     config = Config(**values)
     if not 0 <= config.port <= 65535:
@@ -86,6 +114,8 @@ def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None
         raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     if bool(config.secret_id) != bool(config.secret_key):
         raise ValueError("--secret-id and --secret-key go together: give both or neither")
-    if config.max_request_bytes < 1024 or config.max_queues < 1:
-        raise ValueError("max-request-bytes must be at least 1024 and max-queues at least 1")
+    if config.max_request_bytes < 1024 or config.max_queues < 1 or config.max_topics < 1:
+        raise ValueError("max-request-bytes must be at least 1024, max-queues and max-topics at least 1")
+    if not config.push_retry_scale > 0 or not config.push_timeout > 0:
+        raise ValueError("push-retry-scale and push-timeout must be greater than 0")
     return config

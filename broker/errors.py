@@ -141,3 +141,110 @@ class RewindDisabled(BrokerError):
 
 class InvalidRewindTime(InvalidParameter):
     pass
+
+
+# -- topics and subscriptions -----------------------------------------------------------------
+
+class InvalidTopicName(InvalidParameter):
+    def __init__(self, name: str):
+        super().__init__(
+            "topicName",
+            f"topicName {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
+        )
+
+
+class TopicNotFound(BrokerError):
+    def __init__(self, name: str):
+        super().__init__(f"topic {name!r} does not exist")
+
+
+class TopicAlreadyExists(BrokerError):
+    def __init__(self, name: str):
+        super().__init__(f"topic {name!r} already exists")
+
+
+class TopicLimitExceeded(BrokerError):
+    def __init__(self, limit: int):
+        super().__init__(f"the number of topics reached the limit of {limit}")
+
+
+class TopicHasSubscriptions(BrokerError):
+    def __init__(self, name: str, count: int):
+        super().__init__(f"topic {name!r} still has {count} subscription(s); unsubscribe them first (strict mode)")
+
+
+class InvalidSubscriptionName(InvalidParameter):
+    def __init__(self, name: str):
+        super().__init__(
+            "subscriptionName",
+            f"subscriptionName {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
+        )
+
+
+class SubscriptionNotFound(BrokerError):
+    def __init__(self, topic: str, name: str):
+        super().__init__(f"subscription {name!r} does not exist on topic {topic!r}")
+
+
+class SubscriptionAlreadyExists(BrokerError):
+    def __init__(self, topic: str, name: str):
+        super().__init__(f"subscription {name!r} already exists on topic {topic!r}")
+
+
+class SubscriptionLimitExceeded(BrokerError):
+    def __init__(self, topic: str, limit: int):
+        super().__init__(f"topic {topic!r} already has the maximum of {limit} subscriptions")
+
+
+class InvalidEndpoint(InvalidParameter):
+    pass
+
+
+class EndpointHasWhitespace(InvalidParameter):
+    pass
+
+
+class InvalidProtocol(InvalidParameter):
+    pass
+
+
+class InvalidNotifyStrategy(InvalidParameter):
+    pass
+
+
+class InvalidNotifyContentFormat(InvalidParameter):
+    pass
+
+
+class QueueSubscriptionNeedsSimplified(InvalidParameter):
+    pass
+
+
+class TooManyFilterTags(InvalidParameter):
+    pass
+
+
+class TooManyBindingKeys(InvalidParameter):
+    pass
+
+
+class TooManyMessageTags(InvalidParameter):
+    pass
+
+
+class TooManyDelimiters(InvalidParameter):
+    pass
+
+
+class BindingKeyRequired(InvalidParameter):
+    pass
+
+
+class NoSubscription(BrokerError):
+    def __init__(self, topic: str):
+        super().__init__(f"topic {topic!r} has no subscription, so the message reached nobody (strict mode)")
+
+
+class NoMatchingSubscription(BrokerError):
+    def __init__(self, topic: str):
+        super().__init__(f"no subscription of topic {topic!r} matched the message's tags or routing key (strict mode)")

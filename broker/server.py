@@ -1,8 +1,8 @@
 """Builds the application and runs it until SIGTERM or SIGINT.
 
-Start: engine → HTTP (the port opens only when everything behind it is ready, so /healthz
-answering means ready). Stop, in reverse: close the listener, answer parked long polls, let
-in-flight requests finish, then exit 0.
+Start: engine → push worker → HTTP (the port opens only when everything behind it is ready, so
+/healthz answering means ready). Stop, in reverse: close the listener, answer parked long polls,
+let in-flight requests finish, stop the push worker, then exit 0.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from aiohttp import web
 
 from .clock import Clock, RealClock
 from .config import Config
+from .delivery import Pusher, PushSettings
 from .engine import Broker, Limits
 from .protocol.cmq import CmqEndpoint
 
 log = logging.getLogger("broker")
 
 BROKER = web.AppKey("broker", Broker)
+PUSHER = web.AppKey("pusher", Pusher)
 SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish
 
 
@@ -29,16 +31,26 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def build_app(config: Config, clock: Clock | None = None) -> web.Application:
-    broker = Broker(clock or RealClock(), Limits(max_queues=config.max_queues))
+    clock = clock or RealClock()
+    limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics)
+    broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
+    pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
     app = web.Application(client_max_size=config.max_request_bytes)
     app[BROKER] = broker
+    app[PUSHER] = pusher
     cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
     app.router.add_get("/healthz", _healthz)
 
+    async def push_worker(app: web.Application):
+        await app[PUSHER].start()
+        yield
+        await app[PUSHER].close()
+
     async def release_long_polls(app: web.Application) -> None:
         app[BROKER].close()
 
+    app.cleanup_ctx.append(push_worker)
     app.on_shutdown.append(release_long_polls)
     return app
 

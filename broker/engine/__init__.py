@@ -2,6 +2,9 @@
 
 from .broker import Broker, Limits
 from .queue import Message, Queue
-from .settings import QueueSettings
+from .settings import QueueSettings, TopicSettings
+from .topic import Subscription, Topic, TopicMessage
 
-__all__ = ["Broker", "Limits", "Message", "Queue", "QueueSettings"]
+__all__ = [
+    "Broker", "Limits", "Message", "Queue", "QueueSettings", "Subscription", "Topic", "TopicMessage", "TopicSettings",
+]

@@ -1,57 +1,81 @@
-"""The registry: every queue by name, the id counter, and the limits that span queues.
+"""The registry: queues and topics by name, the id counter, limits, and fan-out.
 
-Names are unique case-insensitively (as in CMQ) and looked up the same way; the name a queue
+Names are unique case-insensitively (as in CMQ) and looked up the same way; the name an object
 was created with is the one shown. Listing is by name, so paging with offset/limit is stable.
+
+Publishing: a message goes to every matching subscription. Queue subscriptions get their copy
+right here, before the publish is acknowledged. What cannot be delivered at once (every HTTP
+copy, and a queue copy whose queue is missing or full) is handed to `dispatch`, the deferred
+deliverer the server plugs in (delivery/push.py): the engine never speaks HTTP itself.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-import secrets
-import string
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..clock import Clock
-from ..errors import InvalidQueueName, QueueAlreadyExists, QueueLimitExceeded, QueueNotFound
-from .queue import Queue
-from .settings import QueueSettings
+from ..errors import (
+    BindingKeyRequired,
+    InvalidEndpoint,
+    InvalidParameter,
+    InvalidQueueName,
+    InvalidSubscriptionName,
+    InvalidTopicName,
+    MessageTooLarge,
+    NoMatchingSubscription,
+    NoSubscription,
+    QueueAlreadyExists,
+    QueueFull,
+    QueueLimitExceeded,
+    QueueNotFound,
+    TooManyMessageTags,
+    TopicAlreadyExists,
+    TopicHasSubscriptions,
+    TopicLimitExceeded,
+    TopicNotFound,
+)
+from .names import check_name, page, resource_id
+from .queue import Queue, check_body
+from .settings import QueueSettings, TopicSettings
+from .topic import FILTER_ROUTING, FILTER_TAGS, Subscription, Topic, TopicMessage, check_endpoint, check_key, check_tags
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_ID_ALPHABET = string.ascii_lowercase + string.digits
+log = logging.getLogger("broker.engine")
+
+Dispatch = Callable[[Subscription, TopicMessage], None]
 
 
 @dataclass(frozen=True)
 class Limits:
     max_queues: int = 1000
-
-
-def _resource_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+    max_topics: int = 1000
 
 
 class Broker:
-    def __init__(self, clock: Clock, limits: Limits = Limits()):
+    def __init__(self, clock: Clock, limits: Limits = Limits(), strict: bool = False, app_id: int = 1250000000):
         self.clock = clock
+        self.app_id = app_id  # the one account that owns everything here (CMQ's topic owner)
         self.limits = limits
+        self.strict = strict  # refuse what the cloud may refuse but the spec could not confirm
         self._queues: dict[str, Queue] = {}
+        self._topics: dict[str, Topic] = {}
         # Message ids grow with time across restarts too, so ids never repeat and sort by age.
         self._ids = itertools.count(int(clock.time() * 1000) * 1000)
         self.next_message_id = self._ids.__next__
+        self.dispatch: Dispatch = self._drop_deferred
 
     # -- queues ---------------------------------------------------------------------------
 
     def create_queue(self, name: str, settings: dict[str, Any] | None = None) -> Queue:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise InvalidQueueName(str(name))
-        key = name.lower()
+        key = check_name(name, InvalidQueueName).lower()
         if key in self._queues:
             raise QueueAlreadyExists(name)
         if len(self._queues) >= self.limits.max_queues:
             raise QueueLimitExceeded(self.limits.max_queues)
         queue_settings = QueueSettings().updated(settings or {})
-        queue = Queue(name, _resource_id("queue-"), queue_settings, self.clock, self.next_message_id)
+        queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id)
         self._queues[key] = queue
         return queue
 
@@ -73,12 +97,128 @@ class Broker:
 
     def list_queues(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Queue]]:
         """(number of all matches, one page of them), ordered by name."""
-        needle = search.lower()
-        matches = sorted(
-            (q for key, q in self._queues.items() if needle in key),
-            key=lambda q: q.name.lower(),
-        )
-        return len(matches), matches[offset : offset + limit]
+        return page(self._queues, search, offset, limit)
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def create_topic(self, name: str, filter_type: int = FILTER_TAGS, settings: dict[str, Any] | None = None) -> Topic:
+        key = check_name(name, InvalidTopicName).lower()
+        if filter_type not in (FILTER_TAGS, FILTER_ROUTING):
+            raise InvalidParameter("filterType", f"filterType must be 1 (tags) or 2 (routing key), got {filter_type}")
+        if key in self._topics:
+            raise TopicAlreadyExists(name)
+        if len(self._topics) >= self.limits.max_topics:
+            raise TopicLimitExceeded(self.limits.max_topics)
+        topic_settings = TopicSettings().updated(settings or {})
+        topic = Topic(name, resource_id("topic-"), filter_type, topic_settings, int(self.clock.time()))
+        self._topics[key] = topic
+        return topic
+
+    def get_topic(self, name: str) -> Topic:
+        topic = self._topics.get(name.lower())
+        if topic is None:
+            raise TopicNotFound(name)
+        return topic
+
+    def set_topic_attributes(self, name: str, changes: dict[str, Any]) -> Topic:
+        topic = self.get_topic(name)
+        topic.settings = topic.settings.updated(changes)
+        topic.last_modify_time = int(self.clock.time())
+        return topic
+
+    def delete_topic(self, name: str) -> None:
+        topic = self.get_topic(name)
+        if self.strict and topic.subscriptions:
+            raise TopicHasSubscriptions(topic.name, len(topic.subscriptions))
+        del self._topics[name.lower()]
+        for sub_name in list(topic.subscriptions):
+            topic.remove_subscription(sub_name)
+
+    def list_topics(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Topic]]:
+        return page(self._topics, search, offset, limit)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic_name: str,
+        name: str,
+        protocol: str,
+        endpoint: str,
+        strategy: str | None = None,
+        content_format: str | None = None,
+        filter_tags: list[str] | None = None,
+        binding_keys: list[str] | None = None,
+    ) -> Subscription:
+        topic = self.get_topic(topic_name)
+        check_name(name, InvalidSubscriptionName)
+        protocol, endpoint = check_endpoint(protocol, endpoint)
+        if protocol == "queue" and endpoint.lower() not in self._queues:
+            raise InvalidEndpoint("endpoint", f"queue {endpoint!r} does not exist: create it before subscribing it")
+        if self.strict and topic.filter_type == FILTER_ROUTING and not binding_keys:
+            raise BindingKeyRequired("bindingKey", "a subscription to a routing-key topic needs a bindingKey (strict mode)")
+        sub = Subscription(topic, name, resource_id("subsc-"), protocol, endpoint, int(self.clock.time()))
+        sub.configure(strategy, content_format, filter_tags, binding_keys)
+        topic.add_subscription(sub)
+        return sub
+
+    def unsubscribe(self, topic_name: str, name: str) -> None:
+        self.get_topic(topic_name).remove_subscription(name)
+
+    def get_subscription(self, topic_name: str, name: str) -> Subscription:
+        return self.get_topic(topic_name).get_subscription(name)
+
+    def update_subscription(self, topic_name: str, name: str, **changes: Any) -> Subscription:
+        """Change notifyStrategy, notifyContentFormat, filter tags or binding keys (None = keep)."""
+        sub = self.get_subscription(topic_name, name)
+        sub.configure(**changes)
+        sub.last_modify_time = int(self.clock.time())
+        return sub
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def publish(self, topic_name: str, bodies: list[str], tags: list[str], routing_key: str) -> list[int]:
+        """Fan `bodies` out to every matching subscription; return their message ids."""
+        topic = self.get_topic(topic_name)
+        msg_tags = check_tags(tags, "msgTag", TooManyMessageTags)
+        route = check_key(routing_key, "routingKey", wildcards=False)
+        limit = topic.settings.maxMsgSize
+        for i, body in enumerate(bodies, 1):
+            check_body(body, limit, "msgBody" if len(bodies) == 1 else f"msgBody.{i}")
+        subs = topic.matching(msg_tags, route)
+        if self.strict and not subs:
+            raise NoMatchingSubscription(topic.name) if topic.subscriptions else NoSubscription(topic.name)
+        now = self.clock.time()
+        messages = [TopicMessage(self.next_message_id(), body, msg_tags, now) for body in bodies]
+        for sub in subs:
+            if sub.protocol == "queue":
+                try:
+                    self.deliver_to_queue(sub, messages)
+                    sub.delivered += len(messages)
+                    continue
+                except (QueueNotFound, QueueFull) as exc:
+                    log.info("subscription %s/%s: %s; will retry", topic.name, sub.name, exc.message)
+                except MessageTooLarge as exc:
+                    log.warning("subscription %s/%s dropped %d message(s): %s",
+                                topic.name, sub.name, len(messages), exc.message)
+                    sub.dropped += len(messages)
+                    continue
+            for msg in messages:
+                sub.pending += 1
+                self.dispatch(sub, msg)
+        return [m.msg_id for m in messages]
+
+    def deliver_to_queue(self, sub: Subscription, messages: list[TopicMessage]) -> None:
+        """Put copies into the subscription's queue, all or none (raises if it cannot)."""
+        queue = self.get_queue(sub.endpoint)
+        for msg in messages:
+            queue.check_body(msg.body)
+        queue.send([m.body for m in messages])
+
+    def _drop_deferred(self, sub: Subscription, msg: TopicMessage) -> None:
+        log.warning("no deliverer is running: message %s for %s/%s dropped", msg.msg_id, sub.topic.name, sub.name)
+        sub.pending -= 1
+        sub.dropped += 1
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -86,3 +226,4 @@ class Broker:
         """Answer every parked receiver, and park no more, so shutdown need not wait out long polls."""
         for queue in self._queues.values():
             queue.close()
+

@@ -66,6 +66,16 @@ class Message:
         return f"{self.id}{self.dequeue_count:0{_HANDLE_DIGITS}d}"
 
 
+def check_body(body: str, limit: int, param: str = "msgBody") -> None:
+    """A message body must be 1 to `limit` bytes of UTF-8."""
+    if not body:
+        raise EmptyMessage(param)
+    if len(body) * 4 > limit:  # only measure bytes when the characters alone cannot decide
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise MessageTooLarge(param, size, limit)
+
+
 def _parse_handle(handle: str) -> tuple[int, int]:
     if len(handle) <= _HANDLE_DIGITS or not handle.isdigit() or not handle.isascii():
         raise InvalidReceiptHandle(handle)
@@ -128,13 +138,7 @@ class Queue:
     # -- send -----------------------------------------------------------------------------
 
     def check_body(self, body: str, param: str = "msgBody") -> None:
-        if not body:
-            raise EmptyMessage(param)
-        limit = self.settings.maxMsgSize
-        if len(body) * 4 > limit:  # only measure bytes when the characters alone cannot decide
-            size = len(body.encode("utf-8", "surrogatepass"))
-            if size > limit:
-                raise MessageTooLarge(param, size, limit)
+        check_body(body, self.settings.maxMsgSize, param)
 
     def send(self, bodies: list[str], delay: int = 0) -> list[Message]:
         """Enqueue all of `bodies` or none of them. Bodies must have passed `check_body`."""

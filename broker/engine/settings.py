@@ -1,4 +1,4 @@
-"""Queue settings: defaults and allowed ranges, in one table.
+"""Queue and topic settings: defaults and allowed ranges, in one table each.
 
 The names are CMQ's own attribute names (`visibilityTimeout`, ...): they are the domain's
 vocabulary, used verbatim in the docs users read, so errors name them that way too.
@@ -36,12 +36,7 @@ class QueueSettings:
 
     def updated(self, changes: dict[str, Any]) -> "QueueSettings":
         """A validated copy with `changes` applied; raises on an unknown name or a bad value."""
-        for name, value in changes.items():
-            if name not in QUEUE_SETTINGS:
-                raise InvalidParameter(name, f"{name} is not a queue attribute")
-            _, lo, hi = QUEUE_SETTINGS[name]
-            if type(value) is not int or not lo <= value <= hi:
-                raise ParameterOutOfRange(name, f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+        _check(QUEUE_SETTINGS, "queue", changes)
         new = replace(self, **changes)
         if new.rewindSeconds > new.msgRetentionSeconds:
             raise ParameterOutOfRange(
@@ -52,3 +47,31 @@ class QueueSettings:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TOPIC_SETTINGS: dict[str, tuple[int, int, int]] = {
+    "maxMsgSize": (65_536, 1_024, 65_536),
+    "msgRetentionSeconds": (86_400, 60, 86_400),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    maxMsgSize: int = TOPIC_SETTINGS["maxMsgSize"][0]
+    msgRetentionSeconds: int = TOPIC_SETTINGS["msgRetentionSeconds"][0]
+
+    def updated(self, changes: dict[str, Any]) -> "TopicSettings":
+        _check(TOPIC_SETTINGS, "topic", changes)
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check(table: dict[str, tuple[int, int, int]], kind: str, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        if name not in table:
+            raise InvalidParameter(name, f"{name} is not a {kind} attribute")
+        _, lo, hi = table[name]
+        if type(value) is not int or not lo <= value <= hi:
+            raise ParameterOutOfRange(name, f"{name} must be an integer from {lo} to {hi}, got {value!r}")

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ...engine import Broker
 from ...errors import BrokerError, MalformedRequest, MethodNotAllowed, UnknownAction
-from . import messages, queues
+from . import messages, queues, subscriptions, topics
 from .errors import ReplyError, error_reply
 from .params import Params, decode_pairs
 from .signature import verify
@@ -40,6 +40,19 @@ ACTIONS: dict[str, Handler] = {
     "batchreceivemessage": messages.batch_receive_message,
     "deletemessage": messages.delete_message,
     "batchdeletemessage": messages.batch_delete_message,
+    "createtopic": topics.create_topic,
+    "listtopic": topics.list_topic,
+    "gettopicattributes": topics.get_topic_attributes,
+    "settopicattributes": topics.set_topic_attributes,
+    "deletetopic": topics.delete_topic,
+    "publishmessage": topics.publish_message,
+    "batchpublishmessage": topics.batch_publish_message,
+    "subscribe": subscriptions.subscribe,
+    "unsubscribe": subscriptions.unsubscribe,
+    "listsubscriptionbytopic": subscriptions.list_subscriptions,
+    "getsubscriptionattributes": subscriptions.get_subscription_attributes,
+    "setsubscriptionattributes": subscriptions.set_subscription_attributes,
+    "clearsubscriptionfiltertags": subscriptions.clear_filter_tags,
 }
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

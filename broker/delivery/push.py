@@ -1,0 +1,193 @@
+"""Deferred delivery: HTTP push to subscribers, and queue copies that could not be placed at once.
+
+Theory of operation
+-------------------
+The engine hands over (subscription, message) pairs through `Broker.dispatch`, which is
+`Pusher.submit`. Each pair becomes one task that tries, and on failure sleeps the next gap of
+its subscription's retry strategy (on the injected clock, scaled by `retry_scale`), until it
+succeeds, runs out of retries, outlives the topic's retention, or the subscription goes away.
+
+Isolation: pushes to one subscription hold at most `per_subscription` concurrent requests, and
+all pushes together at most `max_in_flight`; every request ends within `timeout`. A slow or dead
+endpoint therefore only ever delays its own subscription, never the publisher (who was answered
+before any push began) nor another subscription. Tasks that are merely waiting to retry hold
+no slot. At most `max_pending` deliveries wait at once; past that a copy is dropped and logged,
+so a dead endpoint cannot grow memory without bound.
+
+HTTP requests follow the CMQ notification format: `text/plain`, the `x-cmq-*` headers, and a
+JSON envelope (or the bare body for SIMPLIFIED). Any 2xx is success; anything else, a refused
+connection or a timeout is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import weakref
+from dataclasses import dataclass
+from typing import Iterator
+
+import aiohttp
+
+from ..clock import Clock
+from ..engine import Broker
+from ..engine.topic import Subscription, TopicMessage
+from ..errors import BrokerError, MessageTooLarge
+
+log = logging.getLogger("broker.push")
+
+BACKOFF_RETRIES = 3
+BACKOFF_GAP = (10.0, 20.0)  # seconds, random within
+# 176 retries over about a day: 1, 2, 4 ... 256 s, then 512 s.
+EXPONENTIAL_GAPS = tuple([2.0**i for i in range(9)] + [512.0] * 167)
+USER_AGENT = "Qcloud Notification Service Agent"
+
+
+def retry_gaps(strategy: str, rng: random.Random = random.Random()) -> Iterator[float]:
+    """The waits between attempts, in seconds, for a subscription's notifyStrategy."""
+    if strategy == "BACKOFF_RETRY":
+        return (rng.uniform(*BACKOFF_GAP) for _ in range(BACKOFF_RETRIES))
+    return iter(EXPONENTIAL_GAPS)
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    retry_scale: float = 1.0  # multiplies every retry gap; 0.01 turns a day into ~15 minutes
+    timeout: float = 15.0  # seconds for one HTTP push
+    per_subscription: int = 16
+    max_in_flight: int = 256
+    max_pending: int = 100_000
+
+
+class Pusher:
+    def __init__(self, broker: Broker, settings: PushSettings, clock: Clock):
+        self._broker = broker
+        self._settings = settings
+        self._clock = clock
+        self._tasks: set[asyncio.Task] = set()
+        self._slots: weakref.WeakKeyDictionary[Subscription, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+        self._in_flight: asyncio.Semaphore | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._request_ids = map(f"{os.urandom(4).hex()}-push-{{}}".format, itertools.count(1))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._in_flight = asyncio.Semaphore(self._settings.max_in_flight)
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+            connector=aiohttp.TCPConnector(limit=self._settings.max_in_flight),
+        )
+        self._broker.dispatch = self.submit
+
+    async def drain(self) -> None:
+        """Wait until every delivery handed over so far (and any retry of it) has settled."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop: pending deliveries are abandoned (nothing persists them yet)."""
+        self._broker.dispatch = self._broker._drop_deferred
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def submit(self, sub: Subscription, msg: TopicMessage) -> None:
+        if len(self._tasks) >= self._settings.max_pending:
+            log.warning("%d deliveries pending: dropping message %s for %s/%s",
+                        len(self._tasks), msg.msg_id, sub.topic.name, sub.name)
+            sub.pending -= 1
+            sub.dropped += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(sub, msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, sub: Subscription, msg: TopicMessage) -> None:
+        gaps = retry_gaps(sub.notify_strategy)
+        # A queue copy only comes here after its first attempt failed: start by waiting.
+        wait_first = sub.protocol == "queue"
+        delivered = False
+        try:
+            while True:
+                if wait_first:
+                    gap = next(gaps, None)
+                    if gap is None:
+                        break
+                    await self._clock.sleep(gap * self._settings.retry_scale)
+                wait_first = True
+                if not sub.active or self._expired(sub, msg):
+                    break
+                outcome = await self._attempt(sub, msg)
+                if outcome is not False:
+                    delivered = bool(outcome)
+                    break
+        finally:
+            sub.pending -= 1
+            if delivered:
+                sub.delivered += 1
+            else:
+                sub.dropped += 1
+                log.info("message %s for %s/%s not delivered", msg.msg_id, sub.topic.name, sub.name)
+
+    def _expired(self, sub: Subscription, msg: TopicMessage) -> bool:
+        return self._clock.time() - msg.publish_time > sub.topic.settings.msgRetentionSeconds
+
+    async def _attempt(self, sub: Subscription, msg: TopicMessage) -> bool | None:
+        """True: delivered. False: failed, retry. None: can never succeed, give up."""
+        if sub.protocol == "queue":
+            try:
+                self._broker.deliver_to_queue(sub, [msg])
+                return True
+            except MessageTooLarge:
+                return None
+            except BrokerError:
+                return False
+        slot = self._slots.get(sub)
+        if slot is None:
+            slot = self._slots[sub] = asyncio.Semaphore(self._settings.per_subscription)
+        async with slot, self._in_flight:
+            return await self._post(sub, msg)
+
+    async def _post(self, sub: Subscription, msg: TopicMessage) -> bool:
+        headers = {
+            "Content-Type": "text/plain",
+            "User-Agent": USER_AGENT,
+            "x-cmq-request-id": next(self._request_ids),
+            "x-cmq-message-id": str(msg.msg_id),
+        }
+        if msg.tags:
+            headers["x-cmq-message-tag"] = ", ".join(msg.tags)
+        if sub.notify_content_format == "SIMPLIFIED":
+            body = msg.body
+        else:
+            body = json.dumps({
+                "TopicOwner": self._broker.app_id,
+                "topicName": sub.topic.name,
+                "subscriptionName": sub.name,
+                "msgId": str(msg.msg_id),
+                "msgBody": msg.body,
+                "publishTime": int(msg.publish_time),
+            }, ensure_ascii=False)
+        try:
+            async with self._session.post(
+                sub.endpoint, data=body.encode("utf-8"), headers=headers, allow_redirects=False
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    return True
+                log.info("push to %s answered %d", sub.endpoint, resp.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            log.info("push to %s failed: %s", sub.endpoint, exc.__class__.__name__)
+        return False
