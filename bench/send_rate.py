@@ -12,11 +12,18 @@ Scenarios:
   batch  BatchSendMessage, 16 bodies of 100 bytes per request
   cycle  BatchReceiveMessage (numOfMsg=16) then BatchDeleteMessage of the handles it returned,
          on a queue filled beforehand
+  publish  PublishMessage, one 100-byte body and an empty routingKey per request, to a topic with
+         1 and then 10 queue subscribers (protocol=queue, SIMPLIFIED, no filter), so two rows;
+         msgs/s counts the copies put into the subscribed queues (publishes x subscribers).
+         Afterwards every queue must hold exactly one copy of each acknowledged publish.
 
 The load generator and the broker run on the same machine and share its cores, so the figures
 are a floor for the broker alone and vary from run to run. This prints numbers; it never judges them.
 
     python bench/send_rate.py [--duration 5] [--connections 32] [--scenario all]
+
+With `all` and both SendMessage and publish run, it also prints the ratio of publish (10
+subscribers) to SendMessage in requests per second.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 1.0  # seconds run before measuring, not counted
 BODY = "x" * 100  # 100 bytes of UTF-8
 BATCH = 16
+SUBSCRIBER_COUNTS = (1, 10)  # the publish scenario runs once per count
 STARTUP_TIMEOUT = 15.0
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -120,6 +128,10 @@ def send_body(queue: str) -> bytes:
     return form(Action="SendMessage", queueName=queue, msgBody=BODY, delaySeconds=0)
 
 
+def publish_body(topic: str) -> bytes:
+    return form(Action="PublishMessage", topicName=topic, msgBody=BODY, routingKey="")
+
+
 def batch_body(queue: str) -> bytes:
     params = {"Action": "BatchSendMessage", "queueName": queue, "delaySeconds": 0}
     params.update({f"msgBody.{i}": BODY for i in range(1, BATCH + 1)})
@@ -136,12 +148,14 @@ class Tally:
     end: float = 0.0
     requests: int = 0
     messages: int = 0
+    succeeded: int = 0  # every successful request, warm-up and stragglers included
     errors: int = 0
     empty: int = 0  # receives that found the queue empty (code 7000): not errors, but a dry queue
     latencies: list[float] = field(default_factory=list)
     first_error: str = ""
 
     def record(self, t0: float, t1: float, messages: int) -> None:
+        self.succeeded += 1
         if self.start <= t0 and t1 <= self.end:  # only whole requests inside the window
             self.requests += 1
             self.messages += messages

@@ -91,7 +91,7 @@ class Pusher:
 
     async def close(self) -> None:
         """Stop: pending deliveries are abandoned (nothing persists them yet)."""
-        self._broker.dispatch = self._broker._drop_deferred
+        self._broker.dispatch = self._broker.drop_deferred
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)

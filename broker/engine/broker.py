@@ -64,7 +64,7 @@ class Broker:
         # Message ids grow with time across restarts too, so ids never repeat and sort by age.
         self._ids = itertools.count(int(clock.time() * 1000) * 1000)
         self.next_message_id = self._ids.__next__
-        self.dispatch: Dispatch = self._drop_deferred
+        self.dispatch: Dispatch = self.drop_deferred
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class Broker:
             queue.check_body(msg.body)
         queue.send([m.body for m in messages])
 
-    def _drop_deferred(self, sub: Subscription, msg: TopicMessage) -> None:
+    def drop_deferred(self, sub: Subscription, msg: TopicMessage) -> None:
         log.warning("no deliverer is running: message %s for %s/%s dropped", msg.msg_id, sub.topic.name, sub.name)
         sub.pending -= 1
         sub.dropped += 1
