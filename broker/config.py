@@ -29,6 +29,7 @@ class Config:
     app_id: int = 1250000000
     push_retry_scale: float = 1.0
     push_timeout: float = 15.0
+    batch_time_scale: float = 1.0
 
     @property
     def auth_enabled(self) -> bool:
@@ -52,6 +53,7 @@ _OPTIONS = {
     "app_id": (int, "account APPID shown as the topic owner"),
     "push_retry_scale": (float, "multiplies every push retry gap (0.01 makes the day-long schedule ~15 min)"),
     "push_timeout": (float, "seconds one HTTP push may take before it counts as failed"),
+    "batch_time_scale": (float, "multiplies every simulated Batch delay (node boot, default run time, ...)"),
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -116,6 +118,6 @@ def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None
         raise ValueError("--secret-id and --secret-key go together: give both or neither")
     if config.max_request_bytes < 1024 or config.max_queues < 1 or config.max_topics < 1:
         raise ValueError("max-request-bytes must be at least 1024, max-queues and max-topics at least 1")
-    if not config.push_retry_scale > 0 or not config.push_timeout > 0:
-        raise ValueError("push-retry-scale and push-timeout must be greater than 0")
+    if not config.push_retry_scale > 0 or not config.push_timeout > 0 or not config.batch_time_scale >= 0:
+        raise ValueError("push-retry-scale and push-timeout must be greater than 0, batch-time-scale at least 0")
     return config

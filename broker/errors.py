@@ -248,3 +248,65 @@ class NoSubscription(BrokerError):
 class NoMatchingSubscription(BrokerError):
     def __init__(self, topic: str):
         super().__init__(f"no subscription of topic {topic!r} matched the message's tags or routing key (strict mode)")
+
+
+# -- API 3.0 transport and the Batch simulator ------------------------------------------------
+# Batch errors carry a `reason` (e.g. kind "Job" for a missing job): protocol/batch/errors.py
+# appends it to the code of the error's class ("ResourceNotFound" + ".Job").
+
+class InvalidAuthorization(AuthFailure):
+    """The Authorization header is missing or cannot be parsed."""
+
+
+class SignatureExpired(AuthFailure):
+    """The request's timestamp is too far from the server's clock."""
+
+
+class UnsupportedVersion(BrokerError):
+    pass
+
+
+class BatchError(BrokerError):
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ResourceNotFound(BatchError):
+    """reason: Job, Task, TaskInstance, ComputeEnv, ComputeNode, TaskTemplate."""
+
+
+class ResourceInUse(BatchError):
+    pass
+
+
+class UnsupportedOperation(BatchError):
+    pass
+
+
+class LimitExceeded(BatchError):
+    pass
+
+
+class InvalidBatchParameter(BatchError):
+    """InvalidParameter(.reason): a field is malformed (an id with the wrong prefix, too long)."""
+
+
+class InvalidBatchParameterValue(BatchError):
+    """InvalidParameterValue(.reason): a field is well formed but its value is not allowed."""
+
+
+class InvalidFilter(BatchError):
+    pass
+
+
+class EnvIdAndComputeEnvConflict(BatchError):
+    """A task names both (or neither) of EnvId and ComputeEnv."""
+
+
+class InvalidZone(BatchError):
+    pass
+
+
+class AtLeastOneAttribute(BatchError):
+    """A modify call that changes nothing."""

@@ -15,14 +15,17 @@ from aiohttp import web
 
 from .clock import Clock, RealClock
 from .config import Config
+from .batchsim import BatchSim, SimSettings
 from .delivery import Pusher, PushSettings
 from .engine import Broker, Limits
+from .protocol.batch import BatchEndpoint
 from .protocol.cmq import CmqEndpoint
 
 log = logging.getLogger("broker")
 
 BROKER = web.AppKey("broker", Broker)
 PUSHER = web.AppKey("pusher", Pusher)
+BATCH = web.AppKey("batch", BatchSim)
 SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish
 
 
@@ -35,11 +38,16 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics)
     broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
     pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
+    sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale))
     app = web.Application(client_max_size=config.max_request_bytes)
     app[BROKER] = broker
     app[PUSHER] = pusher
+    app[BATCH] = sim
     cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
+    batch = BatchEndpoint(sim, config.secret_id, config.secret_key, config.max_request_bytes, config.region,
+                          clock=clock)
+    app.router.add_route("*", "/", batch.handle)
     app.router.add_get("/healthz", _healthz)
 
     async def push_worker(app: web.Application):
@@ -48,6 +56,7 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
         await app[PUSHER].close()
 
     async def release_long_polls(app: web.Application) -> None:
+        app[BATCH].close()
         app[BROKER].close()
 
     app.cleanup_ctx.append(push_worker)
@@ -69,6 +78,8 @@ async def serve(config: Config) -> None:
     host, port = runner.addresses[0][:2]
     print(f"cmq-broker listening on http://{host}:{port}", flush=True)
     log.info("CMQ API 2.0 at http://%s:%d/v2/index.php (signatures %s)", host, port,
+             "required" if config.auth_enabled else "not checked")
+    log.info("Batch API 3.0 at http://%s:%d/ (TC3 signatures %s)", host, port,
              "required" if config.auth_enabled else "not checked")
 
     try:

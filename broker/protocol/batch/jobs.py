@@ -1,0 +1,165 @@
+"""Job actions: SubmitJob, DescribeJob(s), DescribeJobSubmitInfo, DescribeTask, DescribeTaskLogs,
+TerminateJob, TerminateTaskInstance, DeleteJob, RetryJobs."""
+
+from __future__ import annotations
+
+import base64
+
+from ...batchsim import BatchSim
+from ...batchsim.model import metrics
+from ...batchsim.query import select
+from ...errors import InvalidBatchParameter
+from . import params as p
+from .app import Context, register
+from .views import instance_view, job_view, task_view
+
+MAX_LOG_BYTES = 2048
+
+
+@register("SubmitJob")
+async def submit_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    token = p.string(params, "ClientToken", max_len=64)
+    job = sim.submit_job(params.get("Placement"), params.get("Job"), ctx.region, token)
+    return {"JobId": job.job_id}
+
+
+@register("DescribeJob")
+async def describe_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    job = sim.get_job(p.string(params, "JobId", required=True))
+    return {
+        "JobId": job.job_id,
+        "JobName": job.name,
+        "Zone": job.zone,
+        "Priority": job.priority,
+        "JobState": job.state,
+        "CreateTime": job_view(job)["CreateTime"],
+        "EndTime": job_view(job)["EndTime"],
+        "TaskSet": [task_view(t) for t in job.tasks.values()],
+        "DependenceSet": [{"StartTask": u.name, "EndTask": t.name} for t in job.tasks.values() for u in t.upstream],
+        "TaskMetrics": metrics([t.state for t in job.tasks.values()]),
+        "TaskInstanceMetrics": metrics([i.state for i in job.instances()]),
+        "StateReason": job.state_reason,
+        "Tags": job.spec.get("Tags") or [],
+        "NextAction": None,
+    }
+
+
+JOB_FILTERS = {
+    "job-id": lambda j: j.job_id,
+    "job-name": lambda j: j.name,
+    "job-state": lambda j: j.state,
+    "zone": lambda j: j.zone,
+}
+
+
+@register("DescribeJobs")
+async def describe_jobs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    ids = p.string_list(params, "JobIds", max_items=100)
+    filters = p.filters(params)
+    if ids is not None and filters:
+        raise InvalidBatchParameter("give JobIds or Filters, not both", "InvalidParameterCombination")
+    offset = p.integer(params, "Offset", default=0, lo=0)
+    limit = p.integer(params, "Limit", default=20, lo=1, hi=100)
+    if ids is not None:
+        jobs = [sim.get_job(j) for j in ids]
+    else:
+        newest_first = sorted(sim.jobs.values(), key=lambda j: j.create_time, reverse=True)
+        jobs = select(newest_first, filters, JOB_FILTERS, tags=lambda j: j.spec.get("Tags"))
+    return {"JobSet": [job_view(j) for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
+
+
+@register("DescribeJobSubmitInfo")
+async def describe_job_submit_info(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    job = sim.get_job(p.string(params, "JobId", required=True))
+    return {
+        "JobId": job.job_id,
+        "JobName": job.name,
+        "JobDescription": job.spec.get("JobDescription") or "",
+        "Priority": job.priority,
+        "Tasks": job.spec["Tasks"],
+        "Dependences": job.spec.get("Dependences") or [],
+        "Tags": job.spec.get("Tags") or [],
+    }
+
+
+@register("DescribeTask")
+async def describe_task(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    task = sim.get_task(p.string(params, "JobId", required=True), p.string(params, "TaskName", required=True))
+    offset = p.integer(params, "Offset", default=0, lo=0)
+    limit = p.integer(params, "Limit", default=100, lo=1, hi=1000)
+    instance_filters = {"task-instance-state": lambda i: i.state, "task-instance-type": lambda i: i.state}
+    instances = select(task.instances, p.filters(params), instance_filters)
+    return {
+        "JobId": task.job.job_id,
+        "TaskName": task.name,
+        "TaskState": task.state,
+        "CreateTime": task_view(task)["CreateTime"],
+        "EndTime": task_view(task)["EndTime"],
+        "TaskInstanceTotalCount": len(instances),
+        "TaskInstanceSet": [instance_view(i) for i in instances[offset:offset + limit]],
+        "TaskInstanceMetrics": metrics([i.state for i in task.instances]),
+    }
+
+
+def _b64_tail(text: str) -> str:
+    data = text.encode("utf-8")[-MAX_LOG_BYTES:]
+    return base64.b64encode(data).decode("ascii")
+
+
+@register("DescribeTaskLogs")
+async def describe_task_logs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    task = sim.get_task(p.string(params, "JobId", required=True), p.string(params, "TaskName", required=True))
+    indexes = params.get("TaskInstanceIndexes")
+    if indexes is not None and params.get("Offset") is not None:
+        raise InvalidBatchParameter("give TaskInstanceIndexes or Offset, not both", "InvalidParameterCombination")
+    limit = p.integer(params, "Limit", default=5, lo=1, hi=10)
+    if indexes is not None:
+        if not isinstance(indexes, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indexes):
+            raise InvalidBatchParameter("TaskInstanceIndexes must be a list of integers")
+        chosen = [task.instances[i] for i in indexes if 0 <= i < len(task.instances)]
+    else:
+        offset = p.integer(params, "Offset", default=0, lo=0)
+        chosen = task.instances[offset:offset + limit]
+    logs = []
+    for inst in chosen[:limit]:
+        stdout = "".join(inst.logs)
+        stderr = "".join(line for line in inst.logs if "exit code 0" not in line)
+        redirect = task.spec.get("RedirectInfo") or {}
+        logs.append({
+            "TaskInstanceIndex": inst.index,
+            "StdoutLog": _b64_tail(stdout),
+            "StderrLog": _b64_tail(stderr),
+            "StdoutRedirectPath": redirect.get("StdoutRedirectPath", ""),
+            "StderrRedirectPath": redirect.get("StderrRedirectPath", ""),
+            "StdoutRedirectFileName": redirect.get("StdoutRedirectFileName", ""),
+            "StderrRedirectFileName": redirect.get("StderrRedirectFileName", ""),
+        })
+    return {"TotalCount": len(task.instances), "TaskInstanceLogSet": logs}
+
+
+@register("TerminateJob")
+async def terminate_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.terminate_job(p.string(params, "JobId", required=True))
+    return {}
+
+
+@register("TerminateTaskInstance")
+async def terminate_task_instance(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.terminate_instance(
+        p.string(params, "JobId", required=True),
+        p.string(params, "TaskName", required=True),
+        p.integer(params, "TaskInstanceIndex", required=True, lo=0),
+    )
+    return {}
+
+
+@register("DeleteJob")
+async def delete_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.delete_job(p.string(params, "JobId", required=True))
+    return {}
+
+
+@register("RetryJobs")
+async def retry_jobs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.retry_jobs(p.string_list(params, "JobIds", required=True, max_items=100))
+    return {}

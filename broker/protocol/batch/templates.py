@@ -1,0 +1,62 @@
+"""Task template actions: Create/Describe/Modify/DeleteTaskTemplates."""
+
+from __future__ import annotations
+
+from ...batchsim import BatchSim
+from ...batchsim.events import iso
+from ...batchsim.query import select
+from ...errors import InvalidBatchParameter
+from . import params as p
+from .app import Context, register
+
+
+def _env_checker(sim: BatchSim):
+    return lambda env_id, where: sim.get_env(env_id, where)
+
+
+@register("CreateTaskTemplate")
+async def create_task_template(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    tags = params.get("Tags")
+    if tags is not None and (not isinstance(tags, list) or len(tags) > 10):
+        raise InvalidBatchParameter("Tags must be a list of at most 10 tags")
+    template = sim.templates.create(
+        params.get("TaskTemplateName"), params.get("TaskTemplateInfo"), params.get("TaskTemplateDescription"),
+        tags, sim.clock.time(), _env_checker(sim),
+    )
+    return {"TaskTemplateId": template.template_id}
+
+
+@register("DescribeTaskTemplates")
+async def describe_task_templates(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    ids = p.string_list(params, "TaskTemplateIds", max_items=100)
+    filters = p.filters(params)
+    if ids is not None and filters:
+        raise InvalidBatchParameter("give TaskTemplateIds or Filters, not both", "InvalidParameterCombination")
+    offset = p.integer(params, "Offset", default=0, lo=0)
+    limit = p.integer(params, "Limit", default=20, lo=1, hi=100)
+    if ids is not None:
+        found = [sim.templates.get(t) for t in ids]
+    else:
+        newest_first = sorted(sim.templates.items.values(), key=lambda t: t.create_time, reverse=True)
+        found = select(newest_first, filters, {"task-template-name": lambda t: t.name}, tags=lambda t: t.tags)
+    return {
+        "TaskTemplateSet": [
+            {"TaskTemplateId": t.template_id, "TaskTemplateName": t.name, "TaskTemplateDescription": t.description,
+             "TaskTemplateInfo": t.info, "CreateTime": iso(t.create_time), "Tags": t.tags}
+            for t in found[offset:offset + limit]
+        ],
+        "TotalCount": len(found),
+    }
+
+
+@register("ModifyTaskTemplate")
+async def modify_task_template(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.templates.modify(params.get("TaskTemplateId"), params.get("TaskTemplateName"),
+                         params.get("TaskTemplateDescription"), params.get("TaskTemplateInfo"), _env_checker(sim))
+    return {}
+
+
+@register("DeleteTaskTemplates")
+async def delete_task_templates(sim: BatchSim, params: dict, ctx: Context) -> dict:
+    sim.templates.delete(p.string_list(params, "TaskTemplateIds", required=True, max_items=100))
+    return {}
