@@ -30,7 +30,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from broker import errors as e
-from broker.batchsim import catalogue
+from broker.batchsim import BatchSim, catalogue
 from broker.clock import FakeClock
 from broker.config import Config
 from broker.protocol.batch import ACTIONS, UNSUPPORTED
