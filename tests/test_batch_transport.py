@@ -393,7 +393,7 @@ async def test_handler_bugs_become_internal_error(monkeypatch):
         reply = (await resp.json())["Response"]
     assert reply["Region"] == "ap-beijing" and reply["RequestId"] != "overwritten"
     sim, params, ctx = seen[0]
-    assert sim is None and params == {"A": [1]} and ctx.request_id == reply["RequestId"] and ctx.region == "ap-beijing"
+    assert isinstance(sim, BatchSim) and params == {"A": [1]} and ctx.request_id == reply["RequestId"] and ctx.region == "ap-beijing"
     with pytest.raises(AttributeError):
         ctx.region = "x"  # frozen
 
