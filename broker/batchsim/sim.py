@@ -297,8 +297,11 @@ class BatchSim:
         inst.running_time = self._now()
         self._enter(inst, S.RUNNING)
         env = inst.task.env_vars
-        code = int(str(env.get(validate.SIM_EXIT_CODE, 0)))
-        duration = float(str(env[validate.SIM_DURATION])) if validate.SIM_DURATION in env else self.settings.run
+        code = validate.sim_value(env, validate.SIM_EXIT_CODE, inst.index, int, 0)
+        duration = validate.sim_value(env, validate.SIM_DURATION, inst.index, float, self.settings.run)
+        failing_attempts = validate.sim_value(env, validate.SIM_FAIL_ATTEMPTS, inst.index, int, None)
+        if failing_attempts is not None:
+            code = (code or 1) if inst.attempts <= failing_attempts else 0
         if duration > inst.task.timeout:
             inst.timer = self._after(inst.task.timeout, self._end_attempt, inst, -1,
                                      f"the attempt ran past the task Timeout of {inst.task.timeout:g}s")

@@ -19,7 +19,19 @@ from . import catalogue
 
 # Instance types reserved for failure injection (see the README): nodes of these types fail.
 FAULT_TYPES = {"SIM.CREATION_FAILED": "creation-failed", "SIM.ABNORMAL": "abnormal"}
-SIM_EXIT_CODE, SIM_DURATION = "BATCH_SIM_EXIT_CODE", "BATCH_SIM_DURATION"
+# Task EnvVars that steer the simulation. EXIT_CODE and DURATION take one value, or a comma-
+# separated list by instance index (the last value serves the higher indices); FAIL_ATTEMPTS
+# makes the first N attempts of each instance fail (with EXIT_CODE, or 1) and later ones succeed.
+SIM_EXIT_CODE, SIM_DURATION, SIM_FAIL_ATTEMPTS = "BATCH_SIM_EXIT_CODE", "BATCH_SIM_DURATION", "BATCH_SIM_FAIL_ATTEMPTS"
+
+
+def sim_value(env: dict, key: str, index: int, cast, default):
+    """The value of a simulation EnvVar for instance `index` (see above)."""
+    raw = env.get(key)
+    if raw is None or str(raw).strip() == "":
+        return default
+    values = [v.strip() for v in str(raw).split(",")]
+    return cast(values[min(index, len(values) - 1)])
 MAX_JOB_NAME, MAX_DESCRIPTION, MAX_TASK_NAME, MAX_RETRY = 60, 200, 60, 10
 MAX_INSTANCES, MAX_NODES = 1000, 2000
 DEPEND_ON = ("PRE_TASK_SUCCEED", "PRE_TASK_AT_LEAST_PARTLY_SUCCEED", "PRE_TASK_FINISHED")
@@ -128,17 +140,18 @@ def env_vars(raw: Any, where: str) -> dict[str, str]:
         if not isinstance(var, dict) or not isinstance(var.get("Name"), str):
             raise InvalidBatchParameterValue(f"{where}.EnvVars.{i} needs a Name")
         out[var["Name"]] = var.get("Value")
-    if SIM_EXIT_CODE in out:
-        try:
-            int(str(out[SIM_EXIT_CODE]))
-        except ValueError:
-            raise InvalidBatchParameterValue(f"{where}.EnvVars {SIM_EXIT_CODE} must be an integer") from None
-    if SIM_DURATION in out:
-        try:
-            if float(str(out[SIM_DURATION])) < 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidBatchParameterValue(f"{where}.EnvVars {SIM_DURATION} must be a number of seconds >= 0") from None
+    for key, cast, what in ((SIM_EXIT_CODE, int, "integers"), (SIM_DURATION, float, "numbers of seconds >= 0"),
+                            (SIM_FAIL_ATTEMPTS, int, "integers >= 0")):
+        if key in out:
+            try:
+                values = [cast(v) for v in str(out[key]).split(",")]
+                if cast is not int or key != SIM_EXIT_CODE:
+                    if any(v < 0 for v in values):
+                        raise ValueError
+            except ValueError:
+                raise InvalidBatchParameterValue(
+                    f"{where}.EnvVars {key} must be one or more comma-separated {what}, got {out[key]!r}"
+                ) from None
     return out
 
 
