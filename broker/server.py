@@ -64,7 +64,23 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     return app
 
 
+def _raise_file_limit() -> None:
+    """Pushes and clients each hold a socket: take the hard limit on open files, not the soft one."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
 async def serve(config: Config) -> None:
+    _raise_file_limit()
     # Signals are caught before the port opens, so a stop request can never find us half-started.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

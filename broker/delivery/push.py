@@ -7,11 +7,11 @@ The engine hands over (subscription, message) pairs through `Broker.dispatch`, w
 its subscription's retry strategy (on the injected clock, scaled by `retry_scale`), until it
 succeeds, runs out of retries, outlives the topic's retention, or the subscription goes away.
 
-Isolation: pushes to one subscription hold at most `per_subscription` concurrent requests, and
-all pushes together at most `max_in_flight`; every request ends within `timeout`. A slow or dead
-endpoint therefore only ever delays its own subscription, never the publisher (who was answered
-before any push began) nor another subscription. Tasks that are merely waiting to retry hold
-no slot. At most `max_pending` deliveries wait at once; past that a copy is dropped and logged,
+Isolation: pushes to one subscription hold at most `per_subscription` concurrent requests and
+every request ends within `timeout`. There is deliberately no pool shared between subscriptions
+(any shared cap lets enough hanging subscriptions fill it), so a slow or dead endpoint only ever
+delays its own subscription, never the publisher (answered before any push began) nor another
+subscription. Tasks that are merely waiting to retry hold no slot. At most `max_pending` deliveries wait at once; past that a copy is dropped and logged,
 so a dead endpoint cannot grow memory without bound.
 
 HTTP requests follow the CMQ notification format: `text/plain`, the `x-cmq-*` headers, and a
@@ -58,8 +58,7 @@ def retry_gaps(strategy: str, rng: random.Random = random.Random()) -> Iterator[
 class PushSettings:
     retry_scale: float = 1.0  # multiplies every retry gap; 0.01 turns a day into ~15 minutes
     timeout: float = 15.0  # seconds for one HTTP push
-    per_subscription: int = 16
-    max_in_flight: int = 256
+    per_subscription: int = 8  # concurrent requests per subscription
     max_pending: int = 100_000
 
 
@@ -70,17 +69,15 @@ class Pusher:
         self._clock = clock
         self._tasks: set[asyncio.Task] = set()
         self._slots: weakref.WeakKeyDictionary[Subscription, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._in_flight: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
         self._request_ids = map(f"{os.urandom(4).hex()}-push-{{}}".format, itertools.count(1))
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._in_flight = asyncio.Semaphore(self._settings.max_in_flight)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-            connector=aiohttp.TCPConnector(limit=self._settings.max_in_flight),
+            connector=aiohttp.TCPConnector(limit=0),  # bounded per subscription instead, see above
         )
         self._broker.dispatch = self.submit
 
@@ -158,7 +155,7 @@ class Pusher:
         slot = self._slots.get(sub)
         if slot is None:
             slot = self._slots[sub] = asyncio.Semaphore(self._settings.per_subscription)
-        async with slot, self._in_flight:
+        async with slot:
             return await self._post(sub, msg)
 
     async def _post(self, sub: Subscription, msg: TopicMessage) -> bool:

@@ -171,8 +171,12 @@ def check_endpoint(protocol: str, endpoint: str) -> tuple[str, str]:
         raise InvalidEndpoint("endpoint", f"endpoint is longer than {MAX_ENDPOINT_CHARS} characters")
     if any(c.isspace() for c in endpoint):
         raise EndpointHasWhitespace("endpoint", f"endpoint {endpoint[:80]!r} contains whitespace")
-    if protocol == "http" and not endpoint.lower().startswith(("http://", "https://")):
-        raise InvalidEndpoint("endpoint", f"an http endpoint must start with http:// or https://, got {endpoint[:80]!r}")
+    if protocol == "http":
+        scheme, _, rest = endpoint.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#:":
+            raise InvalidEndpoint(
+                "endpoint", f"an http endpoint must be http:// or https:// followed by a host, got {endpoint[:80]!r}"
+            )
     return protocol, endpoint
 
 

@@ -75,7 +75,7 @@ async def clear_filter_tags(broker: Broker, p: Params) -> dict:
 async def list_subscriptions(broker: Broker, p: Params) -> dict:
     topic = broker.get_topic(p.str("topicName"))
     total, page = topic.list_subscriptions(
-        p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 1, 100)
+        p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 0, 100)
     )
     return {
         "totalCount": total,
