@@ -8,6 +8,9 @@ from ...batchsim.events import iso
 from ...batchsim.model import Activity, Env, Instance, Job, Node, Task, metrics
 
 
+_ON_NODE = ("STARTING", "RUNNING", "FAILED_INTERRUPTED")
+
+
 def placement(zone: str) -> dict:
     return {"Zone": zone}
 
@@ -38,7 +41,8 @@ def instance_view(inst: Instance) -> dict[str, Any]:
         "ExitCode": inst.exit_code,
         "StateReason": inst.state_reason,
         "StateDetailedReason": {"Code": "", "Message": inst.state_reason} if inst.state_reason else None,
-        "ComputeNodeInstanceId": inst.node_instance_id,
+        # Shown only while the instance holds a node (the SDK: empty once it has finished).
+        "ComputeNodeInstanceId": inst.node_instance_id if inst.state in _ON_NODE else "",
         "CreateTime": iso(inst.create_time),
         "LaunchTime": iso(inst.launch_time),
         "RunningTime": iso(inst.running_time),
