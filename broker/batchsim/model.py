@@ -229,3 +229,9 @@ def metrics(entity_states: list[str]) -> dict[str, int]:
     for s in entity_states:
         out[names[s]] += 1
     return out
+
+
+def cancel_timer(entity: Instance | Node) -> None:
+    if entity.timer is not None:
+        entity.timer.cancel()
+        entity.timer = None

@@ -6,7 +6,7 @@ before anything is created, so a refused request leaves no trace.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import (
     EnvIdAndComputeEnvConflict,
@@ -256,3 +256,16 @@ def named_env(raw: Any) -> dict:
     integer(spec, "ResourceMaxRetryCount", "ComputeEnv", 7, 0, 100)
     choice(spec, "ActionIfComputeNodeInactive", "ComputeEnv", ("RECREATE", "NOTHING"))
     return spec
+
+
+def _id_checker(prefix: str, reason: str) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.startswith(prefix) or len(value) <= len(prefix):
+            raise InvalidBatchParameter(f"{where} {value!r} is not a valid id ({prefix}...)", reason)
+        return value
+    return check
+
+
+job_id_format = _id_checker("job-", "JobIdMalformed")
+env_id_format = _id_checker("env-", "EnvIdMalformed")
+node_id_format = _id_checker("node-", "ComputeNodeIdMalformed")

@@ -30,7 +30,6 @@ from ..errors import (
     TooManyBindingKeys,
     TooManyDelimiters,
     TooManyFilterTags,
-    TooManyMessageTags,
 )
 from .names import page
 from .settings import TopicSettings
