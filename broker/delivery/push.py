@@ -35,6 +35,7 @@ import aiohttp
 
 from ..clock import Clock
 from ..engine import Broker
+from ..engine.journal import pending_key
 from ..engine.topic import Subscription, TopicMessage
 from ..errors import BrokerError, MessageTooLarge
 
@@ -71,6 +72,9 @@ class Pusher:
         self._slots: weakref.WeakKeyDictionary[Subscription, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._session: aiohttp.ClientSession | None = None
         self._request_ids = map(f"{os.urandom(4).hex()}-push-{{}}".format, itertools.count(1))
+        # Pending deliveries as plain data (journal.py's "pp" shape), for snapshots.
+        self._live: dict[str, list] = {}
+        broker.add_pending_source(lambda: {k: list(v) for k, v in self._live.items()})
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -87,7 +91,7 @@ class Pusher:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop: pending deliveries are abandoned (nothing persists them yet)."""
+        """Stop: pending deliveries stop where they are (with --data-dir they resume on restart)."""
         self._broker.dispatch = self._broker.drop_deferred
         for task in list(self._tasks):
             task.cancel()
@@ -101,21 +105,28 @@ class Pusher:
 
     # -- delivery -------------------------------------------------------------------------
 
-    def submit(self, sub: Subscription, msg: TopicMessage) -> None:
+    def submit(self, sub: Subscription, msg: TopicMessage, attempts: int = 0) -> None:
+        """Deliver `msg` to `sub` in the background; `attempts` already failed (after a restart)."""
         if len(self._tasks) >= self._settings.max_pending:
             log.warning("%d deliveries pending: dropping message %s for %s/%s",
                         len(self._tasks), msg.msg_id, sub.topic.name, sub.name)
             sub.pending -= 1
             sub.dropped += 1
+            self._broker.push_attempted(sub, msg, attempts, settled=True)
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(sub, msg))
+        key = pending_key(sub.topic.name.lower(), sub.name.lower(), msg.msg_id)
+        self._live[key] = [sub.topic.name.lower(), sub.name.lower(), msg.msg_id, msg.body, list(msg.tags),
+                           msg.publish_time, attempts]
+        task = asyncio.get_running_loop().create_task(self._deliver(sub, msg, key, attempts))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, sub: Subscription, msg: TopicMessage) -> None:
+    async def _deliver(self, sub: Subscription, msg: TopicMessage, key: str, attempts: int) -> None:
         gaps = retry_gaps(sub.notify_strategy)
+        for _ in range(attempts):  # resumed after a restart: pick the schedule up where it was
+            next(gaps, None)
         # A queue copy only comes here after its first attempt failed: start by waiting.
-        wait_first = sub.protocol == "queue"
+        wait_first = sub.protocol == "queue" or attempts > 0
         delivered = False
         try:
             while True:
@@ -131,13 +142,24 @@ class Pusher:
                 if outcome is not False:
                     delivered = bool(outcome)
                     break
-        finally:
+                attempts += 1
+                self._live[key][6] = attempts
+                self._broker.push_attempted(sub, msg, attempts, settled=False)
+        except asyncio.CancelledError:
+            # Shutting down: the delivery stays pending in the journal and resumes on restart.
+            self._live.pop(key, None)
             sub.pending -= 1
-            if delivered:
-                sub.delivered += 1
-            else:
-                sub.dropped += 1
-                log.info("message %s for %s/%s not delivered", msg.msg_id, sub.topic.name, sub.name)
+            raise
+        except Exception:  # a bug of ours: give this copy up rather than retry it forever
+            log.exception("delivery of message %s to %s/%s failed", msg.msg_id, sub.topic.name, sub.name)
+        self._live.pop(key, None)
+        self._broker.push_attempted(sub, msg, attempts, settled=True)
+        sub.pending -= 1
+        if delivered:
+            sub.delivered += 1
+        else:
+            sub.dropped += 1
+            log.info("message %s for %s/%s not delivered", msg.msg_id, sub.topic.name, sub.name)
 
     def _expired(self, sub: Subscription, msg: TopicMessage) -> bool:
         return self._clock.time() - msg.publish_time > sub.topic.settings.msgRetentionSeconds

@@ -37,6 +37,7 @@ from ..errors import (
     TopicLimitExceeded,
     TopicNotFound,
 )
+from . import journal as J
 from .names import check_name, page, resource_id
 from .queue import Queue, check_body
 from .settings import QueueSettings, TopicSettings
@@ -65,6 +66,14 @@ class Broker:
         self._ids = itertools.count(int(clock.time() * 1000) * 1000)
         self.next_message_id = self._ids.__next__
         self.dispatch: Dispatch = self.drop_deferred
+        # Receives every state change as a record (engine/journal.py) when state is durable.
+        self.journal: Callable[[tuple], None] | None = None
+        # Who can list pending deliveries for a snapshot (the deliverer registers itself).
+        self._pending_dumpers: list[Callable[[], dict[str, list]]] = []
+
+    def _log(self, record: tuple) -> None:
+        if self.journal is not None:
+            self.journal(record)
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -76,7 +85,9 @@ class Broker:
             raise QueueLimitExceeded(self.limits.max_queues)
         queue_settings = QueueSettings().updated(settings or {})
         queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id)
+        queue.journal = self.journal
         self._queues[key] = queue
+        self._log(("qc", key, queue.dump()))
         return queue
 
     def get_queue(self, name: str) -> Queue:
@@ -88,12 +99,14 @@ class Broker:
     def set_queue_attributes(self, name: str, changes: dict[str, Any]) -> Queue:
         queue = self.get_queue(name)
         queue.update_settings(queue.settings.updated(changes))
+        self._log(("qu", queue.key, queue.settings.as_dict(), queue.last_modify_time))
         return queue
 
     def delete_queue(self, name: str) -> None:
         queue = self.get_queue(name)
-        del self._queues[name.lower()]
+        del self._queues[queue.key]
         queue.close()
+        self._log(("qd", queue.key))
 
     def list_queues(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Queue]]:
         """(number of all matches, one page of them), ordered by name."""
@@ -112,6 +125,7 @@ class Broker:
         topic_settings = TopicSettings().updated(settings or {})
         topic = Topic(name, resource_id("topic-"), filter_type, topic_settings, int(self.clock.time()))
         self._topics[key] = topic
+        self._log(("tc", key, topic.dump()))
         return topic
 
     def get_topic(self, name: str) -> Topic:
@@ -124,6 +138,7 @@ class Broker:
         topic = self.get_topic(name)
         topic.settings = topic.settings.updated(changes)
         topic.last_modify_time = int(self.clock.time())
+        self._log(("tu", name.lower(), topic.settings.as_dict(), topic.last_modify_time))
         return topic
 
     def delete_topic(self, name: str) -> None:
@@ -133,6 +148,7 @@ class Broker:
         del self._topics[name.lower()]
         for sub_name in list(topic.subscriptions):
             topic.remove_subscription(sub_name)
+        self._log(("td", name.lower()))
 
     def list_topics(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Topic]]:
         return page(self._topics, search, offset, limit)
@@ -160,10 +176,12 @@ class Broker:
         sub = Subscription(topic, name, resource_id("subsc-"), protocol, endpoint, int(self.clock.time()))
         sub.configure(strategy, content_format, filter_tags, binding_keys)
         topic.add_subscription(sub)
+        self._log(("sc", topic.name.lower(), name.lower(), sub.dump()))
         return sub
 
     def unsubscribe(self, topic_name: str, name: str) -> None:
         self.get_topic(topic_name).remove_subscription(name)
+        self._log(("sd", topic_name.lower(), name.lower()))
 
     def get_subscription(self, topic_name: str, name: str) -> Subscription:
         return self.get_topic(topic_name).get_subscription(name)
@@ -173,6 +191,7 @@ class Broker:
         sub = self.get_subscription(topic_name, name)
         sub.configure(**changes)
         sub.last_modify_time = int(self.clock.time())
+        self._log(("su", topic_name.lower(), name.lower(), sub.dump()))
         return sub
 
     # -- publishing -----------------------------------------------------------------------
@@ -205,6 +224,9 @@ class Broker:
                     continue
             for msg in messages:
                 sub.pending += 1
+                self._log(("pp", J.pending_key(topic.name.lower(), sub.name.lower(), msg.msg_id),
+                           [topic.name.lower(), sub.name.lower(), msg.msg_id, msg.body, list(msg.tags),
+                            msg.publish_time, 0]))
                 self.dispatch(sub, msg)
         return [m.msg_id for m in messages]
 
@@ -219,6 +241,60 @@ class Broker:
         log.warning("no deliverer is running: message %s for %s/%s dropped", msg.msg_id, sub.topic.name, sub.name)
         sub.pending -= 1
         sub.dropped += 1
+        self.push_attempted(sub, msg, 0, settled=True)
+
+    def push_attempted(self, sub: Subscription, msg: TopicMessage, attempts: int, settled: bool) -> None:
+        """The deliverer reports each failed attempt and the end (delivered or given up)."""
+        key = J.pending_key(sub.topic.name.lower(), sub.name.lower(), msg.msg_id)
+        self._log(("ps", key) if settled else ("pa", key, attempts))
+
+    # -- durability -----------------------------------------------------------------------
+
+    def add_pending_source(self, source: Callable[[], dict[str, list]]) -> None:
+        """Register who can list the deliveries still pending (for snapshots)."""
+        self._pending_dumpers.append(source)
+
+    def set_journal(self, journal: Callable[[tuple], None] | None) -> None:
+        self.journal = journal
+        for queue in self._queues.values():
+            queue.journal = journal
+
+    def dump(self) -> dict[str, Any]:
+        """The whole state as plain data (the snapshot; see journal.py)."""
+        pending: dict[str, list] = {}
+        for hook in self._pending_dumpers:
+            pending.update(hook())
+        return {"v": J.VERSION, "next_id": self.next_message_id(),
+                "queues": {key: q.dump() for key, q in self._queues.items()},
+                "topics": {key: t.dump() for key, t in self._topics.items()},
+                "pending": pending}
+
+    def load(self, state: dict[str, Any]) -> list[tuple[Subscription, TopicMessage, int]]:
+        """Rebuild queues, topics and subscriptions from plain state; return the deliveries
+        that were still pending, for the deliverer to resume (with their attempt counts)."""
+        start = max(state["next_id"], int(self.clock.time() * 1000) * 1000)
+        self._ids = itertools.count(start)
+        self.next_message_id = self._ids.__next__
+        for key, d in state["queues"].items():
+            queue = Queue(d["name"], d["id"], QueueSettings(**d["settings"]), self.clock, self.next_message_id)
+            queue.create_time, queue.last_modify_time = d["created"], d["modified"]
+            queue.restore(d["messages"])
+            queue.journal = self.journal
+            self._queues[key] = queue
+        for key, d in state["topics"].items():
+            topic = Topic(d["name"], d["id"], d["filter"], TopicSettings(**d["settings"]), d["created"])
+            topic.last_modify_time = d["modified"]
+            for sub_key, sd in d["subs"].items():
+                topic.subscriptions[sub_key] = Subscription.restore(topic, sd)
+            self._topics[key] = topic
+        resumed = []
+        for topic_key, sub_key, msg_id, body, tags, published, attempts in state["pending"].values():
+            topic = self._topics.get(topic_key)
+            sub = topic.subscriptions.get(sub_key) if topic else None
+            if sub is not None:
+                sub.pending += 1
+                resumed.append((sub, TopicMessage(msg_id, body, tuple(tags), published), attempts))
+        return resumed
 
     # -- lifecycle ------------------------------------------------------------------------
 

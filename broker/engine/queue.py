@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Callable
 
 from ..clock import Clock, TimerHandle
@@ -92,6 +92,7 @@ class Queue:
         next_id: Callable[[], int],
     ):
         self.name = name
+        self.key = name.lower()  # how the registry and the journal name it
         self.queue_id = queue_id
         self.settings = settings
         self.create_time = self.last_modify_time = int(clock.time())
@@ -105,6 +106,7 @@ class Queue:
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
         self._closed = False
+        self.journal: Callable[[tuple], None] | None = None  # set by the broker when state is durable
         self.active = 0  # READY
         self.inactive = 0  # INFLIGHT
         self.delayed = 0  # DELAYED
@@ -147,6 +149,7 @@ class Queue:
             raise QueueFull(self.name, self.settings.maxMsgHeapNum)
         now = self._clock.time()
         messages, order, out = self._messages, self._order, []
+        journal = self.journal
         if delay > 0:
             due = self._clock.monotonic() + delay
             for body in bodies:
@@ -156,6 +159,8 @@ class Queue:
                 heappush(self._timed, (due, msg.id))
                 out.append(msg)
             self.delayed += len(out)
+            if journal is not None:
+                journal(("ms", self.key, [[m.id, m.body, now, now + delay] for m in out]))
             if self._waiters:
                 self._arm_timer()
         else:
@@ -167,6 +172,8 @@ class Queue:
                 heappush(ready, msg.id)
                 out.append(msg)
             self.active += len(out)
+            if journal is not None:
+                journal(("ms", self.key, [[m.id, m.body, now, 0] for m in out]))
             if self._waiters:
                 self._wake()
         return out
@@ -219,11 +226,14 @@ class Queue:
         if msg is None or msg.state != INFLIGHT or msg.dequeue_count != delivery:
             raise InvalidReceiptHandle(handle)
         self.inactive -= 1
-        if self.settings.rewindSeconds > 0:
+        keep = self.settings.rewindSeconds > 0
+        if keep:
             msg.state, msg.due = KEPT, 0.0
             self.kept += 1
         else:
             del self._messages[mid]
+        if self.journal is not None:
+            self.journal(("md", self.key, [mid], keep))
 
     # -- rewind and settings --------------------------------------------------------------
 
@@ -240,12 +250,15 @@ class Queue:
                 f"from {int(now) - rewind} to {int(now)}, got {start_time}",
             )
         self._advance()
-        count = 0
+        revived = []
         for msg in self._messages.values():
             if msg.state == KEPT and msg.enqueue_time >= start_time:
                 msg.state = READY
                 heappush(self._ready, msg.id)
-                count += 1
+                revived.append(msg.id)
+        count = len(revived)
+        if revived and self.journal is not None:
+            self.journal(("rw", self.key, revived))
         self.kept -= count
         self.active += count
         if count and self._waiters:
@@ -259,6 +272,49 @@ class Queue:
             self.kept = 0
         self.settings = settings
         self.last_modify_time = int(self._clock.time())
+
+    # -- durability -----------------------------------------------------------------------
+
+    def dump(self) -> dict:
+        """Everything about this queue as plain data (see engine/journal.py for the shape)."""
+        self._advance()
+        wall_minus_mono = self._clock.time() - self._clock.monotonic()
+        messages = {}
+        for m in self._messages.values():
+            visible_at = m.due + wall_minus_mono if m.state in (DELAYED, INFLIGHT) else 0
+            messages[m.id] = [m.body, m.enqueue_time, m.dequeue_count, m.first_dequeue_time, visible_at,
+                              m.state == KEPT]
+        return {"name": self.name, "id": self.queue_id, "settings": self.settings.as_dict(),
+                "created": self.create_time, "modified": self.last_modify_time, "messages": messages}
+
+    def restore(self, messages: dict) -> None:
+        """Load messages dumped (or replayed) as plain data; in-flight ones whose visibility
+        timeout passed meanwhile come back visible, with their dequeue counts."""
+        now, mono = self._clock.time(), self._clock.monotonic()
+        for mid in sorted(messages):
+            body, enqueue_time, dequeue_count, first_dequeue, visible_at, kept = messages[mid]
+            if kept:
+                state, due = KEPT, 0.0
+                self.kept += 1
+            elif visible_at > now:
+                state, due = (INFLIGHT if dequeue_count else DELAYED), mono + (visible_at - now)
+            else:
+                state, due = READY, 0.0
+            msg = Message(mid, body, enqueue_time, state, due)
+            msg.dequeue_count, msg.first_dequeue_time = dequeue_count, first_dequeue
+            self._messages[mid] = msg
+            self._order.append(mid)
+            if state == READY:
+                self._ready.append(mid)
+                self.active += 1
+            elif state != KEPT:
+                self._timed.append((due, mid))
+                if state == INFLIGHT:
+                    self.inactive += 1
+                else:
+                    self.delayed += 1
+        heapify(self._ready)  # ids were appended in order, so this is already a heap; cheap
+        heapify(self._timed)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -281,6 +337,9 @@ class Queue:
             out.append(msg)
         self.active -= len(out)
         self.inactive += len(out)
+        if self.journal is not None and out:
+            until = self._clock.time() + self.settings.visibilityTimeout
+            self.journal(("mr", self.key, [[m.id, m.dequeue_count, m.first_dequeue_time, until] for m in out]))
         if self._waiters:
             self._arm_timer()
         return out

@@ -150,6 +150,19 @@ class Subscription:
             self.binding_keys = tuple(binding_keys)
             self._bindings = bindings
 
+    def dump(self) -> dict:
+        return {"name": self.name, "id": self.sub_id, "protocol": self.protocol, "endpoint": self.endpoint,
+                "strategy": self.notify_strategy, "format": self.notify_content_format,
+                "tags": list(self.filter_tags), "keys": list(self.binding_keys),
+                "created": self.create_time, "modified": self.last_modify_time}
+
+    @classmethod
+    def restore(cls, topic: "Topic", d: dict) -> "Subscription":
+        sub = cls(topic, d["name"], d["id"], d["protocol"], d["endpoint"], d["created"])
+        sub.configure(d["strategy"], d["format"], d["tags"], d["keys"])
+        sub.last_modify_time = d["modified"]
+        return sub
+
     def matches(self, tags: tuple[str, ...], route: tuple[str, ...]) -> bool:
         if self.topic.filter_type == FILTER_ROUTING:
             if not self._bindings:
@@ -189,6 +202,11 @@ class Topic:
         self.settings = settings
         self.create_time = self.last_modify_time = now
         self.subscriptions: dict[str, Subscription] = {}  # by lower-case name
+
+    def dump(self) -> dict:
+        return {"name": self.name, "id": self.topic_id, "filter": self.filter_type,
+                "settings": self.settings.as_dict(), "created": self.create_time, "modified": self.last_modify_time,
+                "subs": {key: sub.dump() for key, sub in self.subscriptions.items()}}
 
     def get_subscription(self, name: str) -> Subscription:
         sub = self.subscriptions.get(name.lower())
