@@ -58,10 +58,11 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 # -- the broker under test ------------------------------------------------------------------
 
-async def start_broker() -> tuple[asyncio.subprocess.Process, str]:
-    """Start the broker on a free port; return it and its base URL once /healthz answers."""
+async def start_broker(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start the broker on a free port (with `extra` flags); return it and its base URL once
+    /healthz answers."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "broker", "serve", "--port", "0", "--log-level", "warning",
+        sys.executable, "-m", "broker", "serve", "--port", "0", "--log-level", "warning", *extra,
         cwd=ROOT,  # so `-m broker` finds the package even without an install
         stdout=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("BROKER_")},
@@ -261,7 +262,7 @@ async def scenario_cycle(session, url, connections, duration, queue: str) -> Tal
 # -- report -----------------------------------------------------------------------------------
 
 COLUMNS = ("scenario", "conns", "requests", "seconds", "req/s", "msgs/s", "p50 ms", "p99 ms", "errors")
-WIDTHS = (22, 5, 9, 7, 9, 9, 7, 7, 6)
+WIDTHS = (24, 5, 9, 7, 9, 9, 7, 7, 6)
 
 
 def row(cells) -> str:
@@ -319,18 +320,16 @@ async def run(args) -> int:
     print(row(COLUMNS), flush=True)
     notes, failed = [], False
     wanted = args.scenario
+    rates: dict[str, float] = {}  # req/s by scenario name, for the ratio at the end
     try:
         connector = aiohttp.TCPConnector(limit=args.connections)
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-            async def scenario(name: str, queue: str, measure) -> None:
-                # A fresh queue per scenario, deleted after it, so one's leftovers don't weigh on the next.
+            def account(name: str, tally: Tally) -> None:
                 nonlocal failed
-                await checked(session, url, form(Action="CreateQueue", queueName=queue))
-                tally = await measure(queue)
-                await checked(session, url, form(Action="DeleteQueue", queueName=queue))
                 print(report(name, args.connections, tally), flush=True)
+                rates[name] = tally.requests / (tally.end - tally.start)
                 if tally.errors:
                     failed = True
                     notes.append(f"{name}: {tally.errors} errors, first: {tally.first_error}")
@@ -339,6 +338,47 @@ async def run(args) -> int:
                         f"{name}: {tally.empty} receives found the queue empty (the prefill ran out), "
                         "so its msgs/s understates the broker"
                     )
+
+            async def scenario(name: str, queue: str, measure) -> None:
+                # A fresh queue per scenario, deleted after it, so one's leftovers don't weigh on the next.
+                await checked(session, url, form(Action="CreateQueue", queueName=queue))
+                tally = await measure(queue)
+                await checked(session, url, form(Action="DeleteQueue", queueName=queue))
+                account(name, tally)
+
+            async def publish(subscribers: int) -> str:
+                # A fresh topic and fresh queues (default maxMsgHeapNum, 100M, so they never fill).
+                nonlocal failed
+                name = f"PublishMessage({subscribers} sub{'s' if subscribers > 1 else ''})"
+                topic, queues = "bench-topic", [f"bench-sub-{i}" for i in range(1, subscribers + 1)]
+                await checked(session, url, form(Action="CreateTopic", topicName=topic))
+                for queue in queues:
+                    await checked(session, url, form(Action="CreateQueue", queueName=queue))
+                    await checked(session, url, form(
+                        Action="Subscribe", topicName=topic, subscriptionName=queue, protocol="queue",
+                        endpoint=queue, notifyContentFormat="SIMPLIFIED",
+                    ))
+                tally = await scenario_post(
+                    session, url, args.connections, args.duration, publish_body(topic), subscribers
+                )
+                # Fan-out to queues happens before the publish is answered, so the copies are all
+                # there the moment the last reply is in: no waiting.
+                held = []
+                for queue in queues:
+                    reply = await checked(session, url, form(Action="GetQueueAttributes", queueName=queue))
+                    held.append(reply["activeMsgNum"])
+                await checked(session, url, form(Action="DeleteTopic", topicName=topic))
+                for queue in queues:
+                    await checked(session, url, form(Action="DeleteQueue", queueName=queue))
+                account(name, tally)
+                if any(n != tally.succeeded for n in held):
+                    failed = True
+                    notes.append(f"{name}: {tally.succeeded:,} publishes acknowledged, but the queues hold "
+                                 f"{', '.join(f'{n:,}' for n in held)} copies")
+                else:
+                    notes.append(f"{name}: each of {subscribers} queue(s) holds {tally.succeeded:,} copies, "
+                                 "one per acknowledged publish (warm-up included)")
+                return name
 
             async def send(queue):
                 return await scenario_post(session, url, args.connections, args.duration, send_body(queue), 1)
@@ -358,6 +398,12 @@ async def run(args) -> int:
                 await scenario(f"BatchSendMessage({BATCH})", "bench", batch)
             if wanted in ("cycle", "all"):
                 await scenario(f"BatchRecv+Delete({BATCH})", "bench", cycle)
+            if wanted in ("publish", "all"):
+                names = [await publish(n) for n in SUBSCRIBER_COUNTS]
+                if "SendMessage" in rates:
+                    ratio = rates[names[-1]] / rates["SendMessage"]
+                    notes.append(f"{names[-1]} runs at {ratio:.2f}x the SendMessage request rate "
+                                 f"({rates[names[-1]]:,.0f} vs {rates['SendMessage']:,.0f} req/s)")
     finally:
         code = await stop_broker(proc)
     notes.append(f"broker exited with code {code} after SIGTERM")
@@ -368,11 +414,11 @@ async def run(args) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Measure cmq-broker send/receive throughput over HTTP.")
+    parser = argparse.ArgumentParser(description="Measure cmq-broker send/receive/publish throughput over HTTP.")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per scenario (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument(
-        "--scenario", choices=("send", "batch", "cycle", "all"), default="all", help="what to run (default all)"
+        "--scenario", choices=("send", "batch", "cycle", "publish", "all"), default="all", help="what to run (default all)"
     )
     args = parser.parse_args()
     if args.duration <= 0 or args.connections < 1:

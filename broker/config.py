@@ -51,7 +51,7 @@ _OPTIONS = {
     "strict": (bool, "also refuse what the cloud is documented to refuse but unconfirmed: publish that reaches "
                      "no subscription (6030), DeleteTopic with subscriptions, routing subscription without bindingKey"),
     "app_id": (int, "account APPID shown as the topic owner"),
-    "push_retry_scale": (float, "multiplies every push retry gap (0.01 makes the day-long schedule ~15 min)"),
+    "push_retry_scale": (float, "multiplies every push retry gap (0.01 makes the day-long schedule ~14 min)"),
     "push_timeout": (float, "seconds one HTTP push may take before it counts as failed"),
     "batch_time_scale": (float, "multiplies every simulated Batch delay (node boot, default run time, ...)"),
 }

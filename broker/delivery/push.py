@@ -11,8 +11,9 @@ Isolation: pushes to one subscription hold at most `per_subscription` concurrent
 every request ends within `timeout`. There is deliberately no pool shared between subscriptions
 (any shared cap lets enough hanging subscriptions fill it), so a slow or dead endpoint only ever
 delays its own subscription, never the publisher (answered before any push began) nor another
-subscription. Tasks that are merely waiting to retry hold no slot. At most `max_pending` deliveries wait at once; past that a copy is dropped and logged,
-so a dead endpoint cannot grow memory without bound.
+subscription. Tasks that are merely waiting to retry hold no slot. At most `max_pending` copies
+wait per subscription; past that its new copies are dropped (and counted, and logged now and
+then), so a dead endpoint can neither grow memory without bound nor crowd out the others.
 
 HTTP requests follow the CMQ notification format: `text/plain`, the `x-cmq-*` headers, and a
 JSON envelope (or the bare body for SIMPLIFIED). Any 2xx is success; anything else, a refused
@@ -60,7 +61,7 @@ class PushSettings:
     retry_scale: float = 1.0  # multiplies every retry gap; 0.01 turns a day into ~15 minutes
     timeout: float = 15.0  # seconds for one HTTP push
     per_subscription: int = 8  # concurrent requests per subscription
-    max_pending: int = 100_000
+    max_pending: int = 10_000  # deliveries waiting per subscription; more are dropped
 
 
 class Pusher:
@@ -107,9 +108,10 @@ class Pusher:
 
     def submit(self, sub: Subscription, msg: TopicMessage, attempts: int = 0) -> None:
         """Deliver `msg` to `sub` in the background; `attempts` already failed (after a restart)."""
-        if len(self._tasks) >= self._settings.max_pending:
-            log.warning("%d deliveries pending: dropping message %s for %s/%s",
-                        len(self._tasks), msg.msg_id, sub.topic.name, sub.name)
+        if sub.pending > self._settings.max_pending:  # sub.pending already counts this copy
+            if sub.dropped % 1000 == 0:  # a dead endpoint must not flood the log either
+                log.warning("%s/%s has %d deliveries pending: dropping copies (%d so far)",
+                            sub.topic.name, sub.name, sub.pending - 1, sub.dropped + 1)
             sub.pending -= 1
             sub.dropped += 1
             self._broker.push_attempted(sub, msg, attempts, settled=True)
