@@ -33,19 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if config.data_dir:
-        print(
-            "error: --data-dir (durable storage) is not available in this version yet; "
-            "the broker refuses it rather than pretend to keep your data. Run without it.",
-            file=sys.stderr,
-        )
-        return 2
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .server import serve
+    from .storage.wal import StorageError
 
-    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-        runner.run(serve(config))
+    try:
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            runner.run(serve(config))
+    except StorageError as exc:  # a locked or damaged data directory: refuse to start, touch nothing
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

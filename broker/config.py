@@ -40,7 +40,7 @@ class Config:
 _OPTIONS = {
     "host": (str, "address to listen on"),
     "port": (int, "port to listen on; 0 picks a free one and prints it"),
-    "data_dir": (str, "directory for durable state (not available yet: refused)"),
+    "data_dir": (str, "directory for durable state (write-ahead log + snapshots); unset = in memory"),
     "secret_id": (str, "SecretId clients must sign with (with --secret-key); unset = no auth"),
     "secret_key": (str, "SecretKey for signature checks"),
     "region": (str, "region reported to clients"),

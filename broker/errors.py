@@ -310,3 +310,10 @@ class InvalidZone(BatchError):
 
 class AtLeastOneAttribute(BatchError):
     """A modify call that changes nothing."""
+
+
+# -- durability -------------------------------------------------------------------------------
+
+class StorageUnavailable(BrokerError):
+    """The data directory refused a write: the change is not acknowledged (it may still land
+    later, when the write succeeds on retry; it is never acknowledged and then lost)."""

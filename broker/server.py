@@ -39,19 +39,34 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
     pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
     sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale))
+    durability = resumed = None
+    if config.data_dir:
+        from .storage.recovery import Durability
+
+        durability = Durability(config.data_dir, broker, sim)
+        resumed = durability.recover()  # before anything can change the state
     app = web.Application(client_max_size=config.max_request_bytes)
     app[BROKER] = broker
     app[PUSHER] = pusher
     app[BATCH] = sim
-    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes)
+    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes, durability)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
     batch = BatchEndpoint(sim, config.secret_id, config.secret_key, config.max_request_bytes, config.region,
                           clock=clock)
     app.router.add_route("*", "/", batch.handle)
     app.router.add_get("/healthz", _healthz)
 
+    async def storage(app: web.Application):
+        if durability is not None:
+            await durability.start()
+        yield
+        if durability is not None:
+            await durability.close()  # last: after every other part has stopped changing state
+
     async def push_worker(app: web.Application):
         await app[PUSHER].start()
+        for sub, msg, attempts in resumed or ():
+            app[PUSHER].submit(sub, msg, attempts)
         yield
         await app[PUSHER].close()
 
@@ -59,6 +74,7 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
         app[BATCH].close()
         app[BROKER].close()
 
+    app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(push_worker)
     app.on_shutdown.append(release_long_polls)
     return app

@@ -396,3 +396,45 @@ def test_simulator_has_no_http_inside():
             for mod in mods:
                 assert mod.split(".")[0] not in {"aiohttp", "http", "urllib"}, f"{path.name} imports {mod}"
                 assert "protocol" not in mod and "delivery" not in mod, f"{path.name} imports {mod}"
+
+
+# -- durability: the journal rebuilds the simulated world ------------------------------------
+
+def test_restart_restores_jobs_envs_and_fails_interrupted_attempts(clock):
+    from broker.engine.journal import empty_state, replay
+
+    broker = Broker(clock)
+    records: list[tuple] = []
+    broker.set_journal(records.append)
+    sim = BatchSim(broker)
+    env = sim.create_env({"EnvName": "e", "DesiredComputeNodeCount": 2, "EnvData": {"InstanceType": "S1.SMALL1"}},
+                         ZONE, REGION)
+    run(clock, 2)
+    done = sim.submit_job(ZONE, {"JobName": "done", "Tasks": [task("a")]}, REGION)
+    run(clock, 2)
+    busy = sim.submit_job(ZONE, {"JobName": "busy", "Tasks": [
+        task("long", env.env_id, MaxRetryCount=1, vars={"BATCH_SIM_DURATION": 100})]}, REGION)
+    template = sim.templates.create("tpl", task("x"), "d", [], clock.time(), lambda *a: None)
+    run(clock, 1)
+    assert busy.tasks["long"].instances[0].state == S.RUNNING
+    sim.close()  # the broker stops (or dies) here
+
+    state = replay(empty_state(), records)
+    fresh_broker = Broker(clock)
+    fresh_broker.load(state)
+    fresh = BatchSim(fresh_broker)
+    fresh.load(state["batch"])
+    assert fresh.get_job(done.job_id).state == S.SUCCEED
+    assert fresh.templates.get(template.template_id).name == "tpl"
+    restored_env = fresh.get_env(env.env_id)
+    assert [n.state for n in restored_env.nodes.values()] == ["RUNNING", "RUNNING"]
+    inst = fresh.get_job(busy.job_id).tasks["long"].instances[0]
+    assert inst.state == S.RUNNABLE and "restarted" in inst.state_reason  # its attempt was lost; one retry left
+    fresh.get_job(busy.job_id).tasks["long"].env_vars = {}
+    run(clock, 3)
+    assert fresh.get_job(busy.job_id).state == S.SUCCEED and inst.attempts == 2
+    # and the same again from a snapshot of the restored world
+    snapshot = fresh.dump()
+    again = BatchSim(Broker(clock))
+    again.load(snapshot)
+    assert again.get_job(busy.job_id).state == S.SUCCEED and set(again.envs) == {env.env_id}

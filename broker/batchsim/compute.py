@@ -13,6 +13,7 @@ from typing import Any
 from ..engine.names import resource_id
 from ..errors import InvalidBatchParameterValue, ResourceNotFound, UnsupportedOperation
 from . import notifications as notes
+from . import persist
 from . import states as S
 from . import validate
 from .model import Activity, Env, Node, cancel_timer
@@ -30,6 +31,8 @@ class ComputeMixin:
     def _enter_node(self, node: Node, state: str) -> None:
         S.check(S.NODE, "compute node", node.state, state)
         node.state = state
+        if node.env is not None:
+            self._log(("bn", node.env.env_id, node.node_id, persist.node_record(node)))
         if state in S.NODE_EVENTS:
             targets, region = self._node_notifications(node)
             self.events.emit(targets, S.NODE_EVENTS[state], node.batch_object(), region)
@@ -130,9 +133,14 @@ class ComputeMixin:
         if env is None:
             return
         env.nodes.pop(node.node_id, None)
+        self._log(("bnd", env.env_id, node.node_id))
         if env.state == S.ENV_DELETING and not env.nodes:
-            self.envs.pop(env.env_id, None)
-            self.events.emit(env.notifications, S.ENV_DELETED_EVENT, env.batch_object(), env.region)
+            self._remove_env(env)
+
+    def _remove_env(self, env: Env) -> None:
+        self.envs.pop(env.env_id, None)
+        self._log(("bed", env.env_id))
+        self.events.emit(env.notifications, S.ENV_DELETED_EVENT, env.batch_object(), env.region)
 
     def _finish_activity(self, node: Node, state: str, reason: str) -> None:
         activity = node.activity
@@ -154,6 +162,7 @@ class ComputeMixin:
         self.envs[env.env_id] = env
         if client_token:
             self._tokens[client_token] = env.env_id
+        self._log_env(env)
         self.events.emit(env.notifications, S.ENV_CREATED_EVENT, env.batch_object(), region)
         for _ in range(env.desired):
             self._add_node(env, f"CreateComputeEnv: {env.desired} node(s)")
@@ -200,6 +209,7 @@ class ComputeMixin:
                 self._delete_node(node, cause)
             for _ in range(desired - old):
                 self._add_node(env, cause)
+        self._log_env(env)
 
     def _scale_down_victims(self, env: Env, count: int) -> list[Node]:
         rank = {S.ABNORMAL: 0, S.CREATED: 1, S.N_RUNNING: 2}
@@ -230,6 +240,7 @@ class ComputeMixin:
         for node in dict.fromkeys(nodes):
             env.desired = max(0, env.desired - 1)  # so the node is not recreated
             self._delete_node(node, "TerminateComputeNode")
+        self._log_env(env)
 
     def delete_env(self, env_id: Any) -> None:
         env = self.get_env(env_id)
@@ -242,12 +253,15 @@ class ComputeMixin:
                                        "ComputeNodeForbidTerminate")
         S.check(S.ENV, "compute environment", env.state, S.ENV_DELETING)
         env.state = S.ENV_DELETING
+        self._log_env(env)
         live = [n for n in env.nodes.values() if n.state != S.DELETING]
         for node in live:
             self._delete_node(node, "DeleteComputeEnv")
         if not env.nodes:
-            self.envs.pop(env.env_id, None)
-            self.events.emit(env.notifications, S.ENV_DELETED_EVENT, env.batch_object(), env.region)
+            self._remove_env(env)
+
+    def _log_env(self, env: Env) -> None:
+        self._log(("be", env.env_id, persist.env_record(env)))
 
     def _active_env(self, env_id: Any) -> Env:
         env = self.get_env(env_id)

@@ -15,7 +15,8 @@ from ..errors import InvalidBatchParameterValue, ResourceInUse, ResourceNotFound
 from . import notifications as notes
 from . import states as S
 from . import validate
-from .model import Instance, Job, Node, Task, cancel_timer
+from . import persist
+from .model import Instance, Job, Node, Task, build_job, cancel_timer
 
 
 class JobsMixin:
@@ -28,16 +29,9 @@ class JobsMixin:
         spec = validate.job(raw_job, lambda env_id, where: self.get_env(env_id, where))
         raw_notes = spec.get("Notifications", spec.get("notifications"))
         notifications = notes.parse(raw_notes, notes.JOB_SCOPE, self.topic_exists, "Job")
-        now = self._now()
-        job = Job(resource_id("job-"), spec, zone, region, now, notifications,
-                  name=spec["JobName"], priority=int(spec.get("Priority") or 0),
-                  depend_on=spec.get("TaskExecutionDependOn") or "PRE_TASK_SUCCEED",
-                  cvm_failed_state=spec.get("StateIfCreateCvmFailed") or "FAILED")
-        for order, task_spec in enumerate(spec["Tasks"]):
-            job.tasks[task_spec["TaskName"]] = Task(job, order, task_spec, now)
-        for start, end in validate.dependences(spec.get("Dependences"), set(job.tasks)):
-            job.tasks[end].upstream.append(job.tasks[start])
+        job = build_job(resource_id("job-"), spec, zone, region, self._now(), notifications)
         self.jobs[job.job_id] = job
+        self._log(("bj", job.job_id, persist.job_record(job)))
         if client_token:
             self._tokens[client_token] = job.job_id
         self._kick()
@@ -65,6 +59,7 @@ class JobsMixin:
         ):
             raise ResourceInUse(f"job {job.job_id} is {job.state}; only a finished job can be deleted", "Job")
         del self.jobs[job.job_id]
+        self._log(("bjd", job.job_id))
 
     def retry_jobs(self, job_ids: Any) -> None:
         if not isinstance(job_ids, list) or not job_ids:
@@ -269,6 +264,7 @@ class JobsMixin:
         S.check(S.INSTANCE, "task instance", inst.state, state)
         inst.state = state
         job = inst.task.job
+        self._log(("bi", job.job_id, inst.task.name, inst.index, persist.instance_record(inst)))
         if state in S.INSTANCE_EVENTS:
             self.events.emit(job.notifications, S.INSTANCE_EVENTS[state], inst.batch_object(), job.region)
         self._derive_task(inst.task)

@@ -218,6 +218,20 @@ class Job:
             yield from task.instances
 
 
+def build_job(job_id: str, spec: dict[str, Any], zone: str, region: str, now: float,
+              notifications: list[Notification]) -> Job:
+    """A job with its tasks and their dependencies, from a validated Job spec."""
+    job = Job(job_id, spec, zone, region, now, notifications,
+              name=spec["JobName"], priority=int(spec.get("Priority") or 0),
+              depend_on=spec.get("TaskExecutionDependOn") or "PRE_TASK_SUCCEED",
+              cvm_failed_state=spec.get("StateIfCreateCvmFailed") or "FAILED")
+    for order, task_spec in enumerate(spec["Tasks"]):
+        job.tasks[task_spec["TaskName"]] = Task(job, order, task_spec, now)
+    for dep in spec.get("Dependences") or []:
+        job.tasks[dep["EndTask"]].upstream.append(job.tasks[dep["StartTask"]])
+    return job
+
+
 def metrics(entity_states: list[str]) -> dict[str, int]:
     """TaskMetrics / TaskInstanceMetrics from a list of states."""
     names = {

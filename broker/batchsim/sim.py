@@ -30,7 +30,7 @@ from .events import EventPublisher
 from .jobs import JobsMixin
 from .model import Env, Job, Task, cancel_timer
 from .templates import Templates
-from . import validate
+from . import persist, validate
 
 log = logging.getLogger("broker.batch")
 
@@ -61,6 +61,7 @@ class BatchSim(JobsMixin, ComputeMixin):
         self.jobs: dict[str, Job] = {}
         self.envs: dict[str, Env] = {}
         self.templates = Templates()
+        self.templates.journal = self._log
         self._tokens: dict[str, str] = {}  # ClientToken → id, so a retried create is not doubled
         self._pass = None  # the pending scheduling pass, if any
         self._closed = False
@@ -78,6 +79,18 @@ class BatchSim(JobsMixin, ComputeMixin):
             fn(*args)
         except Exception:  # a simulator bug must not take the broker down with it
             log.exception("batch simulator step %s failed", getattr(fn, "__name__", fn))
+
+    def _log(self, record: tuple) -> None:
+        """Hand a state change to the broker's journal (engine/journal.py), if state is durable."""
+        journal = self.broker.journal
+        if journal is not None:
+            journal(record)
+
+    def dump(self) -> dict:
+        return persist.dump(self)
+
+    def load(self, data: dict) -> None:
+        persist.load(self, data)
 
     def _kick(self) -> None:
         if self._pass is None and not self._closed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..engine.names import resource_id
 from ..errors import AtLeastOneAttribute, InvalidBatchParameter, LimitExceeded, ResourceNotFound
@@ -21,10 +21,15 @@ class Template:
     tags: list
     create_time: float
 
+    def record(self) -> dict:
+        return {"id": self.template_id, "name": self.name, "info": self.info, "description": self.description,
+                "tags": self.tags, "created": self.create_time}
+
 
 class Templates:
     def __init__(self) -> None:
         self.items: dict[str, Template] = {}
+        self.journal: Callable[[tuple], None] = lambda record: None  # set by the simulator
 
     def get(self, template_id: Any) -> Template:
         if not isinstance(template_id, str) or not template_id.startswith("tmpl-"):
@@ -44,6 +49,7 @@ class Templates:
             raise LimitExceeded(f"at most {MAX_TEMPLATES} task templates", "TaskTemplateQuota")
         template = Template(resource_id("tmpl-"), name, info, description, list(tags or []), now)
         self.items[template.template_id] = template
+        self.journal(("bt", template.template_id, template.record()))
         return template
 
     def modify(self, template_id: Any, name: Any, description: Any, info: Any, env_exists) -> None:
@@ -63,11 +69,13 @@ class Templates:
             template.info = info
         if description is not None:
             template.description = description
+        self.journal(("bt", template.template_id, template.record()))
 
     def delete(self, template_ids: list[str]) -> None:
         found = [self.get(t) for t in template_ids]
         for template in found:
             self.items.pop(template.template_id, None)
+            self.journal(("btd", template.template_id))
 
 
 def _name(name: Any) -> str:

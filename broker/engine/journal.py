@@ -18,6 +18,12 @@ Records are tuples whose first item names the change:
     pa pending-key, attempts                                             it failed once more
     ps pending-key                                                       it settled
 
+and for the Batch simulator (shapes in batchsim/persist.py):
+
+    bj job-id, job     bi job-id, task, index, instance     bjd job-id
+    be env-id, env     bn env-id, node-id, node     bnd env-id, node-id     bed env-id
+    bt template-id, template     btd template-id
+
 Times are wall-clock seconds: on recovery an in-flight message whose visibility timeout passed
 while the broker was down is simply visible again.
 """
@@ -30,7 +36,11 @@ VERSION = 1
 
 
 def empty_state() -> dict[str, Any]:
-    return {"v": VERSION, "next_id": 0, "queues": {}, "topics": {}, "pending": {}}
+    return {"v": VERSION, "next_id": 0, "queues": {}, "topics": {}, "pending": {}, "batch": empty_batch()}
+
+
+def empty_batch() -> dict[str, Any]:
+    return {"jobs": {}, "envs": {}, "templates": {}}
 
 
 def pending_key(topic_key: str, sub_key: str, msg_id: int) -> str:
@@ -111,7 +121,42 @@ def replay(state: dict[str, Any], records) -> dict[str, Any]:
                 p[6] = record[2]
         elif kind == "ps":
             pending.pop(record[1], None)
+        elif kind[0] == "b":
+            _replay_batch(state.setdefault("batch", empty_batch()), record)
         else:
             raise ValueError(f"unknown journal record {kind!r}")
     state["next_id"] = next_id
     return state
+
+
+def _replay_batch(batch: dict[str, Any], record) -> None:
+    kind, jobs, envs = record[0], batch["jobs"], batch["envs"]
+    if kind == "bi":
+        job = jobs.get(record[1])
+        if job is not None:
+            job["instances"][f"{record[2]}/{record[3]}"] = record[4]
+    elif kind == "bn":
+        env = envs.get(record[1])
+        if env is not None:
+            env["nodes"][record[2]] = record[3]
+    elif kind == "bj":
+        jobs[record[1]] = {"job": record[2], "instances": {}}
+    elif kind == "bjd":
+        jobs.pop(record[1], None)
+    elif kind == "be":
+        if record[1] in envs:
+            envs[record[1]]["env"] = record[2]
+        else:
+            envs[record[1]] = {"env": record[2], "nodes": {}}
+    elif kind == "bnd":
+        env = envs.get(record[1])
+        if env is not None:
+            env["nodes"].pop(record[2], None)
+    elif kind == "bed":
+        envs.pop(record[1], None)
+    elif kind == "bt":
+        batch["templates"][record[1]] = record[2]
+    elif kind == "btd":
+        batch["templates"].pop(record[1], None)
+    else:
+        raise ValueError(f"unknown journal record {kind!r}")

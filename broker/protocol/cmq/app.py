@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from ...engine import Broker
-from ...errors import BrokerError, MalformedRequest, MethodNotAllowed, UnknownAction
+from ...errors import BrokerError, MalformedRequest, MethodNotAllowed, StorageUnavailable, UnknownAction
 from . import messages, queues, subscriptions, topics
 from .errors import ReplyError, error_reply
 from .params import Params, decode_pairs
@@ -55,21 +55,31 @@ ACTIONS: dict[str, Handler] = {
     "clearsubscriptionfiltertags": subscriptions.clear_filter_tags,
 }
 
+# Actions that change nothing: still served when the data directory cannot be written.
+READ_ONLY = frozenset({"getqueueattributes", "listqueue", "gettopicattributes", "listtopic",
+                       "getsubscriptionattributes", "listsubscriptionbytopic"})
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class CmqEndpoint:
     """The aiohttp handler for /v2/index.php, bound to one broker and its credentials."""
 
-    def __init__(self, broker: Broker, secret_id: str | None, secret_key: str | None, max_body: int):
+    def __init__(self, broker: Broker, secret_id: str | None, secret_key: str | None, max_body: int,
+                 durability=None):
         self.broker = broker
         self.max_body = max_body
+        # With --data-dir: mark() / changed_since(mark) / commit(), so that a reply that
+        # acknowledges a change goes out only once the change is on disk.
+        self.durability = durability
         self.secrets = (secret_id, secret_key) if secret_id and secret_key else None
         # Request ids: unique per process start, cheap to make.
         self._request_ids = map(f"{os.urandom(4).hex()}-{{}}".format, itertools.count(1))
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = next(self._request_ids)
+        durability = self.durability
+        mark = durability.mark() if durability is not None else 0
         try:
             params = Params(await self._pairs(request))
             if self.secrets:
@@ -78,6 +88,9 @@ class CmqEndpoint:
             handler = ACTIONS.get(action.lower())
             if handler is None:
                 raise UnknownAction(action)
+            if durability is not None and durability.backlogged() and action.lower() not in READ_ONLY:
+                raise StorageUnavailable("the data directory has not accepted writes for a while; "
+                                         "changes are refused until it does (reads still work)")
             reply = await handler(self.broker, params)
             reply["code"] = 0
             reply["message"] = ""
@@ -89,6 +102,11 @@ class CmqEndpoint:
         except Exception:  # a bug of ours: log it, never show a traceback to the client
             log.exception("internal error in request %s", request_id)
             reply = {"code": 6000, "message": "(10050)internal error", "requestId": request_id}
+        if durability is not None and durability.changed_since(mark):
+            try:
+                await durability.commit()
+            except BrokerError as exc:
+                reply = error_reply(exc, request_id)
         return web.Response(body=_dumps(reply).encode(), content_type="application/json")
 
     async def _pairs(self, request: web.Request) -> list[tuple[str, str]]:

@@ -58,6 +58,7 @@ CODES: dict[type, tuple[int, int]] = {
     e.BindingKeyRequired: (4000, 10710),
     e.NoSubscription: (6030, 10650),
     e.NoMatchingSubscription: (6030, 10730),
+    e.StorageUnavailable: (6000, 10090),
 }
 
 # Batch delete outcomes, which are replies of their own rather than domain errors.
