@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ...batchsim import BatchSim
 from ...batchsim.query import select
-from ...errors import InvalidBatchParameter
 from . import params as p
 from .app import Context, register
 from .views import activity_view, env_create_info, env_view, node_view
@@ -31,25 +30,14 @@ async def describe_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dic
     return {**env_view(env), "ComputeNodeSet": [node_view(n) for n in env.nodes.values()]}
 
 
-def _envs(sim: BatchSim, params: dict, ids_key: str = "EnvIds") -> list:
-    ids = p.string_list(params, ids_key, max_items=100)
-    filters = p.filters(params)
-    if ids is not None and filters:
-        raise InvalidBatchParameter(f"give {ids_key} or Filters, not both", "InvalidParameterCombination")
-    if ids is not None:
-        return [sim.get_env(e) for e in ids]
-    newest_first = sorted(sim.envs.values(), key=lambda e: e.create_time, reverse=True)
-    return select(newest_first, filters, ENV_FILTERS, tags=lambda e: e.tags)
-
-
-def _page(params: dict) -> tuple[int, int]:
-    return p.integer(params, "Offset", default=0, lo=0), p.integer(params, "Limit", default=20, lo=1, hi=100)
+def _envs(sim: BatchSim, params: dict) -> list:
+    return p.listing(params, "EnvIds", sim.get_env, sim.envs.values(), ENV_FILTERS, tags=lambda e: e.tags)
 
 
 @register("DescribeComputeEnvs")
 async def describe_compute_envs(sim: BatchSim, params: dict, ctx: Context) -> dict:
     envs = _envs(sim, params)
-    offset, limit = _page(params)
+    offset, limit = p.page(params)
     return {"ComputeEnvSet": [env_view(e) for e in envs[offset:offset + limit]], "TotalCount": len(envs)}
 
 
@@ -61,7 +49,7 @@ async def describe_compute_env_create_info(sim: BatchSim, params: dict, ctx: Con
 @register("DescribeComputeEnvCreateInfos")
 async def describe_compute_env_create_infos(sim: BatchSim, params: dict, ctx: Context) -> dict:
     envs = _envs(sim, params)
-    offset, limit = _page(params)
+    offset, limit = p.page(params)
     return {"ComputeEnvCreateInfoSet": [env_create_info(e) for e in envs[offset:offset + limit]],
             "TotalCount": len(envs)}
 
@@ -69,7 +57,7 @@ async def describe_compute_env_create_infos(sim: BatchSim, params: dict, ctx: Co
 @register("DescribeComputeEnvActivities")
 async def describe_compute_env_activities(sim: BatchSim, params: dict, ctx: Context) -> dict:
     env = sim.get_env(p.string(params, "EnvId", required=True))
-    offset, limit = _page(params)
+    offset, limit = p.page(params)
     activities = select(env.activities, p.filters(params), {"compute-node-id": lambda a: a.node_id})
     return {"ActivitySet": [activity_view(a) for a in activities[offset:offset + limit]],
             "TotalCount": len(activities)}

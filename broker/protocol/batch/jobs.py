@@ -54,17 +54,8 @@ JOB_FILTERS = {
 
 @register("DescribeJobs")
 async def describe_jobs(sim: BatchSim, params: dict, ctx: Context) -> dict:
-    ids = p.string_list(params, "JobIds", max_items=100)
-    filters = p.filters(params)
-    if ids is not None and filters:
-        raise InvalidBatchParameter("give JobIds or Filters, not both", "InvalidParameterCombination")
-    offset = p.integer(params, "Offset", default=0, lo=0)
-    limit = p.integer(params, "Limit", default=20, lo=1, hi=100)
-    if ids is not None:
-        jobs = [sim.get_job(j) for j in ids]
-    else:
-        newest_first = sorted(sim.jobs.values(), key=lambda j: j.create_time, reverse=True)
-        jobs = select(newest_first, filters, JOB_FILTERS, tags=lambda j: j.spec.get("Tags"))
+    jobs = p.listing(params, "JobIds", sim.get_job, sim.jobs.values(), JOB_FILTERS, tags=lambda j: j.spec.get("Tags"))
+    offset, limit = p.page(params)
     return {"JobSet": [job_view(j) for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
 
 
@@ -85,8 +76,7 @@ async def describe_job_submit_info(sim: BatchSim, params: dict, ctx: Context) ->
 @register("DescribeTask")
 async def describe_task(sim: BatchSim, params: dict, ctx: Context) -> dict:
     task = sim.get_task(p.string(params, "JobId", required=True), p.string(params, "TaskName", required=True))
-    offset = p.integer(params, "Offset", default=0, lo=0)
-    limit = p.integer(params, "Limit", default=100, lo=1, hi=1000)
+    offset, limit = p.page(params, default=100, most=1000)
     instance_filters = {"task-instance-state": lambda i: i.state, "task-instance-type": lambda i: i.state}
     instances = select(task.instances, p.filters(params), instance_filters)
     return {

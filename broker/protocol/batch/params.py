@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import MissingParameter, ParameterOutOfRange, ParameterWrongType
+from ...batchsim.query import select
+from ...errors import InvalidBatchParameter, MissingParameter, ParameterOutOfRange, ParameterWrongType
 
 _MISSING = object()
 
@@ -96,3 +97,21 @@ def filters(params: dict, key: str = "Filters") -> list[dict]:
         values = string_list(item, "Values", required=True, name=f"{where}.Values")
         result.append({"Name": name, "Values": values})
     return result
+
+
+def page(params: dict, default: int = 20, most: int = 100) -> tuple[int, int]:
+    """(Offset, Limit) of a Describe* listing."""
+    return integer(params, "Offset", default=0, lo=0), integer(params, "Limit", default=default, lo=1, hi=most)
+
+
+def listing(params: dict, ids_key: str, by_id, items, fields, tags=None) -> list:
+    """What a Describe* listing covers: the objects named by `ids_key`, or else every object
+    matching `Filters`, newest first. Giving both is refused, as the cloud does."""
+    ids = string_list(params, ids_key, max_items=100)
+    given_filters = filters(params)
+    if ids is not None and given_filters:
+        raise InvalidBatchParameter(f"give {ids_key} or Filters, not both", "InvalidParameterCombination")
+    if ids is not None:
+        return [by_id(i) for i in ids]
+    newest_first = sorted(items, key=lambda x: x.create_time, reverse=True)
+    return select(newest_first, given_filters, fields, tags=tags)

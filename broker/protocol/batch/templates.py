@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...batchsim import BatchSim
 from ...batchsim.events import iso
-from ...batchsim.query import select
 from ...errors import InvalidBatchParameter
 from . import params as p
 from .app import Context, register
@@ -28,17 +27,9 @@ async def create_task_template(sim: BatchSim, params: dict, ctx: Context) -> dic
 
 @register("DescribeTaskTemplates")
 async def describe_task_templates(sim: BatchSim, params: dict, ctx: Context) -> dict:
-    ids = p.string_list(params, "TaskTemplateIds", max_items=100)
-    filters = p.filters(params)
-    if ids is not None and filters:
-        raise InvalidBatchParameter("give TaskTemplateIds or Filters, not both", "InvalidParameterCombination")
-    offset = p.integer(params, "Offset", default=0, lo=0)
-    limit = p.integer(params, "Limit", default=20, lo=1, hi=100)
-    if ids is not None:
-        found = [sim.templates.get(t) for t in ids]
-    else:
-        newest_first = sorted(sim.templates.items.values(), key=lambda t: t.create_time, reverse=True)
-        found = select(newest_first, filters, {"task-template-name": lambda t: t.name}, tags=lambda t: t.tags)
+    found = p.listing(params, "TaskTemplateIds", sim.templates.get, sim.templates.items.values(),
+                      {"task-template-name": lambda t: t.name}, tags=lambda t: t.tags)
+    offset, limit = p.page(params)
     return {
         "TaskTemplateSet": [
             {"TaskTemplateId": t.template_id, "TaskTemplateName": t.name, "TaskTemplateDescription": t.description,
