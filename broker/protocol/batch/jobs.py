@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 
 from ...batchsim import BatchSim
+from ...batchsim.events import iso
 from ...batchsim.model import metrics
 from ...batchsim.query import select
 from ...errors import InvalidBatchParameter
@@ -32,8 +33,8 @@ async def describe_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
         "Zone": job.zone,
         "Priority": job.priority,
         "JobState": job.state,
-        "CreateTime": job_view(job)["CreateTime"],
-        "EndTime": job_view(job)["EndTime"],
+        "CreateTime": iso(job.create_time),
+        "EndTime": iso(job.end_time),
         "TaskSet": [task_view(t) for t in job.tasks.values()],
         "DependenceSet": [{"StartTask": u.name, "EndTask": t.name} for t in job.tasks.values() for u in t.upstream],
         "TaskMetrics": metrics([t.state for t in job.tasks.values()]),
@@ -83,8 +84,8 @@ async def describe_task(sim: BatchSim, params: dict, ctx: Context) -> dict:
         "JobId": task.job.job_id,
         "TaskName": task.name,
         "TaskState": task.state,
-        "CreateTime": task_view(task)["CreateTime"],
-        "EndTime": task_view(task)["EndTime"],
+        "CreateTime": iso(task.create_time),
+        "EndTime": iso(task.end_time),
         "TaskInstanceTotalCount": len(instances),
         "TaskInstanceSet": [instance_view(i) for i in instances[offset:offset + limit]],
         "TaskInstanceMetrics": metrics([i.state for i in task.instances]),
