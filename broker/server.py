@@ -52,7 +52,7 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes, durability)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
     batch = BatchEndpoint(sim, config.secret_id, config.secret_key, config.max_request_bytes, config.region,
-                          clock=clock)
+                          clock=clock, durability=durability)
     app.router.add_route("*", "/", batch.handle)
     app.router.add_get("/healthz", _healthz)
 

@@ -25,6 +25,7 @@ from ...errors import (
     BrokerError,
     MalformedRequest,
     MethodNotAllowed,
+    StorageUnavailable,
     MissingParameter,
     UnknownAction,
     UnsupportedOperation,
@@ -87,8 +88,9 @@ class BatchEndpoint:
     """The aiohttp handler for `POST /`, bound to one simulator and its credentials."""
 
     def __init__(self, sim: Any, secret_id: str | None, secret_key: str | None, max_body: int,
-                 default_region: str, *, clock: Clock | None = None):
+                 default_region: str, *, clock: Clock | None = None, durability=None):
         self.sim = sim
+        self.durability = durability  # as in the CMQ endpoint: replies wait for their records
         self.secrets = (secret_id, secret_key) if secret_id and secret_key else None
         self.max_body = max_body
         self.default_region = default_region
@@ -96,8 +98,12 @@ class BatchEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
+        durability = self.durability
+        mark = durability.mark() if durability is not None else 0
         try:
             fields = await self._serve(request, request_id)
+            if durability is not None and durability.changed_since(mark):
+                await durability.commit()
             fields["RequestId"] = request_id
             body = _dumps({"Response": fields})
         except BrokerError as exc:
@@ -137,6 +143,9 @@ class BatchEndpoint:
             if action in UNSUPPORTED:
                 raise UnsupportedOperation(f"{action} is not offered by this Batch simulator")
             raise UnknownAction(action)
+        if self.durability is not None and self.durability.backlogged() and not action.startswith("Describe"):
+            raise StorageUnavailable("the data directory has not accepted writes for a while; "
+                                     "changes are refused until it does (Describe* calls still work)")
         params = self._params(raw)
         ctx = Context(region=headers.get("X-TC-Region", "").strip() or self.default_region, request_id=request_id)
         fields = await handler(self.sim, params, ctx)
