@@ -43,7 +43,7 @@ _OPTIONS = {
     "data_dir": (str, "directory for durable state (write-ahead log + snapshots); unset = in memory"),
     "secret_id": (str, "SecretId clients must sign with (with --secret-key); unset = no auth"),
     "secret_key": (str, "SecretKey for signature checks"),
-    "region": (str, "region reported to clients"),
+    "region": (str, "region of Batch calls that send no X-TC-Region (and of their events)"),
     "log_level": (str, "one of " + ", ".join(LOG_LEVELS)),
     "max_request_bytes": (int, "largest request body accepted"),
     "max_queues": (int, "most queues the broker holds"),

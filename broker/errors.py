@@ -1,7 +1,7 @@
 """The domain error tree.
 
 Engine and protocol layers raise these; each protocol maps them to its own wire codes in exactly
-one table (`protocol/cmq/errors.py`). Nothing here knows a wire code. The message is plain text
+one table (`protocol/cmq/errors.py`, `protocol/batch/errors.py`). Nothing here knows a wire code. The message is plain text
 for humans and always names the parameter or object at fault.
 """
 

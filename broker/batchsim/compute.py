@@ -91,22 +91,27 @@ class ComputeMixin:
             self._add_node(env, "RECREATE: replacing a failed node")
 
     def _private_node_failed(self, node: Node) -> None:
+        """The private node of an attempt could not be created. The instance's events come
+        first, then the node is destroyed (by `_release`)."""
         inst = node.owner
-        self._delete_node(node)
-        if inst is None or inst.state != S.STARTING or inst.terminating:
+        if inst is None or inst.state != S.STARTING:
+            self._delete_node(node)
             return
-        inst.node = None
+        if inst.terminating:
+            return  # the termination under way releases the node
         inst.cvm_failures += 1
         if inst.cvm_failures <= inst.task.resource_max_retry:
             inst.state_reason = "CVM creation failed; trying again"
             inst.attempts -= 1  # a resource retry is not a run attempt
             self._enter(inst, S.RUNNABLE)
+            self._release(inst)
             self._kick()
         elif inst.task.job.cvm_failed_state == "RUNNABLE":
             inst.state_reason = "CVM creation failed; waiting (StateIfCreateCvmFailed=RUNNABLE)"
             inst.attempts -= 1
             inst.blocked = True  # no further CVM: it waits until terminated
             self._enter(inst, S.RUNNABLE)
+            self._release(inst)
         else:
             self._end_attempt(inst, None, "CVM creation failed")
 
@@ -154,7 +159,7 @@ class ComputeMixin:
         if client_token and self._tokens.get(client_token) in self.envs:
             return self.envs[self._tokens[client_token]]
         zone = validate.zone(placement, region)
-        spec = validate.named_env(raw_env)
+        spec = validate.named_env(raw_env, zone)
         raw_notes = spec.get("Notifications", spec.get("notifications"))
         notifications = notes.parse(raw_notes, notes.ENV_SCOPE, self.topic_exists, "ComputeEnv")
         itype, cpu, mem, fault = validate.instance_type(spec["EnvData"], "ComputeEnv")

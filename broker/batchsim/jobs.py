@@ -26,7 +26,7 @@ class JobsMixin:
         if client_token and client_token in self._tokens and self._tokens[client_token] in self.jobs:
             return self.jobs[self._tokens[client_token]]
         zone = validate.zone(placement, region)
-        spec = validate.job(raw_job, lambda env_id, where: self.get_env(env_id, where))
+        spec = validate.job(raw_job, lambda env_id, where: self.get_env(env_id, where), zone)
         raw_notes = spec.get("Notifications", spec.get("notifications"))
         notifications = notes.parse(raw_notes, notes.JOB_SCOPE, self.topic_exists, "Job")
         job = build_job(resource_id("job-"), spec, zone, region, self._now(), notifications)

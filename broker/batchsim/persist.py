@@ -93,10 +93,15 @@ def load(sim, data: dict[str, Any]) -> None:
                     node.timer = sim._after(sim.settings.node_abnormal_after, sim._abnormal, node)
             elif state in (S.N_SUBMITTED, S.CREATING):
                 sim._boot(node)
-            else:  # CREATION_FAILED, ABNORMAL: as they were
+            else:  # CREATION_FAILED, ABNORMAL: as they were, and replaced in due course
                 node.state = state
-        if env.state == S.ENV_DELETING and not env.nodes:
-            del sim.envs[env.env_id]
+                if env.recreate and env.state == S.ENV_ACTIVE:
+                    node.timer = sim._after(sim.settings.node_recreate, sim._replace, node)
+        if env.state == S.ENV_DELETING:
+            for node in list(env.nodes.values()):  # finish the deletion that was under way
+                sim._delete_node(node, "DeleteComputeEnv")
+            if not env.nodes:
+                sim._remove_env(env)
     for entry in data.get("jobs", {}).values():
         d = entry["job"]
         job = build_job(d["id"], d["spec"], d["zone"], d["region"], d["created"], notifications_in(d["notes"]))

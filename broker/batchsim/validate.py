@@ -103,8 +103,9 @@ def zone(placement: Any, region: str) -> str:
     return name
 
 
-def instance_type(env_data: dict, where: str) -> tuple[str, int, int, str]:
-    """(type, cpu, mem, fault) of EnvData.InstanceType or the first of EnvData.InstanceTypes."""
+def instance_type(env_data: dict, where: str, zone: str | None = None) -> tuple[str, int, int, str]:
+    """(type, cpu, mem, fault) of EnvData.InstanceType or the first of EnvData.InstanceTypes;
+    with `zone`, the type must also be sold there."""
     name = env_data.get("InstanceType")
     if name is None:
         types = env_data.get("InstanceTypes") or []
@@ -120,6 +121,9 @@ def instance_type(env_data: dict, where: str) -> tuple[str, int, int, str]:
             f"{path(where, 'EnvData')}.InstanceType {name!r} is not offered (see DescribeAvailableCvmInstanceTypes)",
             "InstanceType",
         )
+    if zone is not None and not catalogue.available(name, zone):
+        raise InvalidBatchParameterValue(f"{path(where, 'EnvData')}.InstanceType {name!r} is not sold in {zone}",
+                                         "InstanceType")
     cpu, mem = found
     return name, cpu, mem, ""
 
@@ -155,7 +159,7 @@ def env_vars(raw: Any, where: str) -> dict[str, str]:
     return out
 
 
-def task(raw: Any, where: str, env_exists) -> dict:
+def task(raw: Any, where: str, env_exists, zone: str | None = None) -> dict:
     """Check one Task; return it (the input object, for echoing back)."""
     spec = obj(raw, where)
     text(spec, "TaskName", where, MAX_TASK_NAME, "TaskNameTooLong", required=True)
@@ -170,7 +174,7 @@ def task(raw: Any, where: str, env_exists) -> dict:
         if (anonymous.get("EnvType") or "MANAGED") != "MANAGED":
             raise InvalidBatchParameterValue(f"{where}.ComputeEnv.EnvType must be MANAGED", "ComputeEnv")
         env_data = obj(anonymous.get("EnvData"), f"{where}.ComputeEnv.EnvData")
-        instance_type(env_data, f"{where}.ComputeEnv")
+        instance_type(env_data, f"{where}.ComputeEnv", zone)
         image(env_data, f"{where}.ComputeEnv")
     integer(spec, "TaskInstanceNum", where, 1, 1, MAX_INSTANCES, "TaskInstanceNum")
     integer(spec, "MaxRetryCount", where, 0, 0, MAX_RETRY, "MaxRetryCount")
@@ -182,7 +186,7 @@ def task(raw: Any, where: str, env_exists) -> dict:
     return spec
 
 
-def job(raw: Any, env_exists) -> dict:
+def job(raw: Any, env_exists, zone: str | None = None) -> dict:
     spec = obj(raw, "Job")
     text(spec, "JobName", "Job", MAX_JOB_NAME, "JobNameTooLong", required=True)
     text(spec, "JobDescription", "Job", MAX_DESCRIPTION, "JobDescriptionTooLong")
@@ -194,7 +198,7 @@ def job(raw: Any, env_exists) -> dict:
         raise InvalidBatchParameter("Job.Tasks must hold at least one task")
     names = set()
     for i, item in enumerate(tasks):
-        task(item, f"Job.Tasks.{i}", env_exists)
+        task(item, f"Job.Tasks.{i}", env_exists, zone)
         if item["TaskName"] in names:
             raise InvalidBatchParameter(f"Job.Tasks.{i}.TaskName {item['TaskName']!r} is used twice", "TaskName")
         names.add(item["TaskName"])
@@ -243,14 +247,14 @@ def _has_cycle(names: set[str], edges: list[tuple[str, str]]) -> bool:
     return seen != len(names)
 
 
-def named_env(raw: Any) -> dict:
+def named_env(raw: Any, zone: str | None = None) -> dict:
     spec = obj(raw, "ComputeEnv")
     text(spec, "EnvName", "ComputeEnv", 60, "EnvNameTooLong", required=True)
     text(spec, "EnvDescription", "ComputeEnv", MAX_DESCRIPTION, "EnvDescriptionTooLong")
     if (spec.get("EnvType") or "MANAGED") != "MANAGED":
         raise InvalidBatchParameterValue("ComputeEnv.EnvType must be MANAGED", "ComputeEnv")
     env_data = obj(spec.get("EnvData"), "ComputeEnv.EnvData")
-    instance_type(env_data, "ComputeEnv")
+    instance_type(env_data, "ComputeEnv", zone)
     image(env_data, "ComputeEnv")
     integer(spec, "DesiredComputeNodeCount", "ComputeEnv", 0, 0, MAX_NODES)
     integer(spec, "ResourceMaxRetryCount", "ComputeEnv", 7, 0, 100)

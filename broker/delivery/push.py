@@ -148,8 +148,8 @@ class Pusher:
                 self._live[key][6] = attempts
                 self._broker.push_attempted(sub, msg, attempts, settled=False)
         except asyncio.CancelledError:
-            # Shutting down: the delivery stays pending in the journal and resumes on restart.
-            self._live.pop(key, None)
+            # Shutting down: the delivery stays pending (in the journal, and in `_live` for the
+            # final snapshot, taken after this) and resumes on restart.
             sub.pending -= 1
             raise
         except Exception:  # a bug of ours: give this copy up rather than retry it forever
