@@ -94,3 +94,18 @@ def test_snapshot_then_more_records():
     state = replay(snapshot, records)
     assert comparable(state)["queues"] == comparable(b.dump())["queues"]
     assert list(state["topics"]["events"]["subs"]) == ["to-audit"]
+
+
+async def test_sliced_packing_gives_the_same_bytes():
+    import msgpack
+
+    from broker.storage.recovery import PACK_SLICE, pack
+
+    clock = FakeClock()
+    b = busy_broker(clock, [])
+    q = b.get_queue("audit")
+    for i in range(0, PACK_SLICE * 2 + 5, 16):
+        q.send([f"m{i + j}" for j in range(16)])
+    state = b.dump()
+    state["batch"] = {"jobs": {}, "envs": {}, "templates": {}}
+    assert await pack(state) == msgpack.packb(state, use_bin_type=True)

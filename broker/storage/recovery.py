@@ -21,8 +21,12 @@ next start replays nothing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
+from typing import Any
+
+import msgpack
 
 from ..batchsim import BatchSim
 from ..engine import Broker
@@ -78,7 +82,7 @@ class Durability:
             await asyncio.gather(self._task, return_exceptions=True)
         try:
             await self._commit()
-            await self._wal.snapshot(self._state())
+            await self._wal.snapshot(self._state(), pack)
         except StorageError as exc:
             log.error("could not write the final snapshot: %s (the log still holds everything)", exc)
         self._broker.set_journal(None)  # everything has stopped; nothing may append after close
@@ -133,8 +137,15 @@ class Durability:
                 log.exception("background flush failed")
 
     def _state(self) -> dict:
-        state = self._broker.dump()
-        state["batch"] = self._sim.dump()
+        """A copy of the whole state. Taken in one go (it must be consistent with the log's
+        switch to a new segment), with the collector paused: the dump allocates a few objects
+        per message, and collections halfway through would only slow it down."""
+        gc.disable()
+        try:
+            state = self._broker.dump()
+            state["batch"] = self._sim.dump()
+        finally:
+            gc.enable()
         return state
 
     async def snapshot(self) -> None:
@@ -143,6 +154,37 @@ class Durability:
         try:
             # The dump and the WAL's rotation happen with no await between them, so no record
             # can fall between the snapshot and the new segment.
-            await self._wal.snapshot(self._state())
+            await self._wal.snapshot(self._state(), pack)
         finally:
             self._snapshotting = False
+
+
+PACK_SLICE = 20_000  # messages packed between two yields to the event loop
+
+
+async def pack(state: dict[str, Any]) -> bytes:
+    """msgpack of `state`, the same bytes as msgpack.packb, but yielding to the event loop every
+    PACK_SLICE messages, so that a snapshot of millions of messages does not stall requests."""
+    packer = msgpack.Packer(use_bin_type=True)
+    out = bytearray(packer.pack_map_header(len(state)))
+    for key, value in state.items():
+        out += packer.pack(key)
+        if key != "queues":
+            out += packer.pack(value)
+            continue
+        out += packer.pack_map_header(len(value))
+        for queue_key, queue in value.items():
+            out += packer.pack(queue_key)
+            out += packer.pack_map_header(len(queue))
+            for field, item in queue.items():
+                out += packer.pack(field)
+                if field != "messages":
+                    out += packer.pack(item)
+                    continue
+                out += packer.pack_map_header(len(item))
+                for n, (mid, message) in enumerate(item.items(), 1):
+                    out += packer.pack(mid)
+                    out += packer.pack(message)
+                    if n % PACK_SLICE == 0:
+                        await asyncio.sleep(0)
+    return bytes(out)

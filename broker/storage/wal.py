@@ -45,7 +45,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import msgpack
 
@@ -481,28 +481,35 @@ class Wal:
 
     # -- compaction ------------------------------------------------------------------------
 
-    async def snapshot(self, state: Any) -> None:
+    async def snapshot(self, state: Any, pack: Callable[[Any], Awaitable[bytes]] | None = None) -> None:
         """Make `state` the new base of the log. `state` must be the full state as of this call
-        (no append in between); it is packed before the first await, so the caller may change it
-        afterwards. Await this directly: as a Task its first step would run later. Cancelling the
-        caller does not stop a snapshot half-way; a second call while one runs queues behind it."""
+        (no append in between). The log switches to a new segment at once. Without `pack`,
+        `state` is packed before the first await, so the caller may change it afterwards; with
+        `pack` (an async function giving the msgpack bytes at its own pace, yielding to the event
+        loop), `state` must not change afterwards: pass a copy. Await this directly: as a Task
+        its first step would run later. Cancelling the caller does not stop a snapshot half-way;
+        a second call while one runs queues behind it."""
         if self._state != "open":
             raise RuntimeError(f"snapshot of a {self._state} log")
-        payload = msgpack.packb(state, use_bin_type=True)
+        if pack is None:
+            state = msgpack.packb(state, use_bin_type=True)
         self._seq = seq = self._seq + 1  # from here on appends belong to segment seq
         self._chunks.append(_Chunk(seq))
         self._tail = self._chunks[-1].buf
         previous, self._snapshotting = self._snapshotting, asyncio.Event()
-        work = self._write_snapshot_after(previous, self._snapshotting, seq, self._appended, payload)
+        work = self._write_snapshot_after(previous, self._snapshotting, seq, self._appended, state, pack)
         task = asyncio.get_running_loop().create_task(work, name=f"cmq-wal-snapshot-{seq}")
         task.add_done_callback(_retrieve)  # a cancelled caller leaves no one to read the error
         await asyncio.shield(task)
 
     async def _write_snapshot_after(
-        self, previous: asyncio.Event | None, done: asyncio.Event, seq: int, position: int, payload: bytes
+        self, previous: asyncio.Event | None, done: asyncio.Event, seq: int, position: int, state: Any,
+        pack: Callable[[Any], Awaitable[bytes]] | None,
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
+            payload = await pack(state) if pack is not None else state  # already bytes without pack
+            del state
             if previous is not None:
                 await previous.wait()
             # The writer must be done with the old segments (and the new one exist) before they
