@@ -30,6 +30,7 @@ class Config:
     push_retry_scale: float = 1.0
     push_timeout: float = 15.0
     batch_time_scale: float = 1.0
+    batch_delays: str = ""  # e.g. "node_boot=2,run=0.5": single simulated delays, in seconds
 
     @property
     def auth_enabled(self) -> bool:
@@ -54,6 +55,9 @@ _OPTIONS = {
     "push_retry_scale": (float, "multiplies every push retry gap (0.01 makes the day-long schedule ~14 min)"),
     "push_timeout": (float, "seconds one HTTP push may take before it counts as failed"),
     "batch_time_scale": (float, "multiplies every simulated Batch delay (node boot, default run time, ...)"),
+    "batch_delays": (str, "set single simulated Batch delays in seconds, e.g. node_boot=2,run=0.5 (names: "
+                          "node_create, node_boot, node_delete, node_abnormal_after, node_recreate, "
+                          "instance_start, run, terminate)"),
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -120,4 +124,26 @@ def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None
         raise ValueError("max-request-bytes must be at least 1024, max-queues and max-topics at least 1")
     if not config.push_retry_scale > 0 or not config.push_timeout > 0 or not config.batch_time_scale >= 0:
         raise ValueError("push-retry-scale and push-timeout must be greater than 0, batch-time-scale at least 0")
+    batch_delays(config)  # checked here, so a typo fails the start with a clear message
     return config
+
+
+def batch_delays(config: Config) -> dict[str, float]:
+    """--batch-delays as {name: seconds}; raises ValueError naming a bad entry."""
+    from .batchsim import SimSettings
+
+    known = {f.name for f in fields(SimSettings)} - {"time_scale"}
+    out = {}
+    for item in filter(None, (part.strip() for part in config.batch_delays.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in known:
+            raise ValueError(f"--batch-delays: {item!r} is not NAME=SECONDS with NAME one of {', '.join(sorted(known))}")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"--batch-delays: {name} must be a number of seconds, got {value!r}") from None
+        if not seconds >= 0:
+            raise ValueError(f"--batch-delays: {name} must be at least 0, got {value!r}")
+        out[name] = seconds
+    return out

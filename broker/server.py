@@ -14,7 +14,7 @@ import signal
 from aiohttp import web
 
 from .clock import Clock, RealClock
-from .config import Config
+from .config import Config, batch_delays
 from .batchsim import BatchSim, SimSettings
 from .delivery import Pusher, PushSettings
 from .engine import Broker, Limits
@@ -38,7 +38,7 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics)
     broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
     pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
-    sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale))
+    sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale, **batch_delays(config)))
     durability = resumed = None
     if config.data_dir:
         from .storage.recovery import Durability

@@ -438,3 +438,17 @@ def test_restart_restores_jobs_envs_and_fails_interrupted_attempts(clock):
     again = BatchSim(Broker(clock))
     again.load(snapshot)
     assert again.get_job(busy.job_id).state == S.SUCCEED and set(again.envs) == {env.env_id}
+
+
+def test_batch_delays_setting():
+    import argparse
+
+    from broker.config import Config, batch_delays, build_config
+
+    assert batch_delays(Config(batch_delays="node_boot=2, run=0.5")) == {"node_boot": 2.0, "run": 0.5}
+    settings = SimSettings(**batch_delays(Config(batch_delays="terminate=0")))
+    assert settings.terminate == 0 and settings.run == SimSettings().run
+    for bad in ["boot=1", "run=-1", "run=soon", "run"]:
+        with pytest.raises(ValueError):
+            build_config(argparse.Namespace(batch_delays=bad), environ={})
+    assert build_config(argparse.Namespace(), environ={"BROKER_BATCH_DELAYS": "run=3"}).batch_delays == "run=3"
