@@ -38,8 +38,6 @@ import errno
 import fcntl
 import logging
 import os
-import re
-import struct
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -49,159 +47,29 @@ from typing import Any, Awaitable, Callable
 
 import msgpack
 
+from .format import (
+    RECORD_HEADER,
+    SNAPSHOT_HEADER,
+    SNAPSHOT_MAGIC,
+    O_CLOEXEC,
+    CorruptData,
+    DataDirLocked,
+    StorageError,
+    fsync_dir,
+    list_dir,
+    read_segment,
+    read_snapshot,
+    segment_name,
+    snapshot_name,
+)
+
 log = logging.getLogger("broker.storage")
-
-RECORD_HEADER = struct.Struct("<II")  # payload length, crc32(payload)
-SNAPSHOT_MAGIC = b"CMQSNAP1"
-SNAPSHOT_HEADER = struct.Struct("<8sIQ")  # magic, crc32(payload), payload length
-_SEGMENT = re.compile(r"wal-(\d{16})\.log")
-_SNAPSHOT = re.compile(r"snapshot-(\d{16})\.msgpack")
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-class StorageError(Exception):
-    """Writing or syncing failed: whatever waited on it is not durable."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class DataDirLocked(StorageError):
-    """Another process (or another Wal in this one) holds the data directory."""
-
-
-class CorruptData(StorageError):
-    """A file in the data directory is damaged where a crash cannot have damaged it."""
-
-    def __init__(self, path: str | Path, offset: int, reason: str):
-        self.path = str(path)
-        self.offset = offset
-        super().__init__(
-            f"{self.path}: {reason} at byte offset {offset}; the data directory was left untouched "
-            "(restore the file from a backup or move the data directory aside to start empty)"
-        )
-
 
 @dataclass
 class Recovered:
     snapshot: Any | None  # the newest snapshot's state, or None
     records: list[Any]  # every record after that snapshot, in order
     truncated_bytes: int  # torn tail cut off the last segment (0 after a clean stop)
-
-
-def segment_name(seq: int) -> str:
-    return f"wal-{seq:016d}.log"
-
-
-def snapshot_name(seq: int) -> str:
-    return f"snapshot-{seq:016d}.msgpack"
-
-
-def _unpack(payload: memoryview) -> Any:
-    return msgpack.unpackb(payload, raw=False, strict_map_key=False)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A created, renamed or deleted name is durable only once its directory is fsynced.
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _list_dir(directory: Path) -> tuple[dict[int, Path], dict[int, Path], list[Path]]:
-    segments: dict[int, Path] = {}
-    snapshots: dict[int, Path] = {}
-    leftovers: list[Path] = []  # snapshot temp files of a crashed compaction
-    for entry in os.scandir(directory):
-        if m := _SEGMENT.fullmatch(entry.name):
-            segments[int(m.group(1))] = Path(entry.path)
-        elif m := _SNAPSHOT.fullmatch(entry.name):
-            snapshots[int(m.group(1))] = Path(entry.path)
-        elif entry.name.startswith("snapshot-") and entry.name.endswith(".tmp"):
-            leftovers.append(Path(entry.path))
-    return segments, snapshots, leftovers
-
-
-def read_snapshot(path: Path) -> Any:
-    data = path.read_bytes()
-    if len(data) < SNAPSHOT_HEADER.size:
-        raise CorruptData(path, 0, f"snapshot header is short ({len(data)} bytes)")
-    magic, crc, length = SNAPSHOT_HEADER.unpack_from(data)
-    if magic != SNAPSHOT_MAGIC:
-        raise CorruptData(path, 0, "not a cmq-broker snapshot (bad magic)")
-    body = memoryview(data)[SNAPSHOT_HEADER.size:]
-    if len(body) != length:
-        raise CorruptData(path, SNAPSHOT_HEADER.size, f"snapshot payload is {len(body)} bytes, header says {length}")
-    if zlib.crc32(body) != crc:
-        raise CorruptData(path, SNAPSHOT_HEADER.size, "snapshot checksum mismatch")
-    try:
-        return _unpack(body)
-    except Exception as exc:
-        raise CorruptData(path, SNAPSHOT_HEADER.size, f"undecodable snapshot ({exc})") from None
-
-
-def _record_problem(data: bytes, off: int) -> str | None:
-    """Why the record at `off` is not intact, or None if it is."""
-    if len(data) - off < RECORD_HEADER.size:
-        return "short record header"
-    length, crc = RECORD_HEADER.unpack_from(data, off)
-    end = off + RECORD_HEADER.size + length
-    if length == 0:  # msgpack never packs to nothing; this is a zeroed header
-        return "zero-length record"
-    if end > len(data):
-        return f"record of {length} bytes runs past the end of the file"
-    if zlib.crc32(memoryview(data)[off + RECORD_HEADER.size:end]) != crc:
-        return "record checksum mismatch"
-    return None
-
-
-def _intact_record_in(data: bytes, start: int) -> bool:
-    view, size, unpack = memoryview(data), len(data), RECORD_HEADER.unpack_from
-    for i in range(start, size - RECORD_HEADER.size):
-        length, crc = unpack(data, i)
-        body = i + RECORD_HEADER.size
-        if 0 < length <= size - body and zlib.crc32(view[body:body + length]) == crc:
-            return True
-    return False
-
-
-def _is_torn_tail(data: bytes, off: int) -> bool:
-    """Could a crash in the middle of the last write have left the bad record at `off`?"""
-    size = len(data)
-    if size - off < RECORD_HEADER.size:
-        return True
-    length = RECORD_HEADER.unpack_from(data, off)[0]
-    end = off + RECORD_HEADER.size + length
-    if end >= size:
-        # A short body is torn only if nothing intact follows: a flipped high bit in the length of
-        # a record in the middle would otherwise pass for one and swallow every record after it.
-        return not _intact_record_in(data, off + 1)
-    # A filesystem may extend a file before the data lands, leaving zeros after the torn record.
-    return not any(data[end:])
-
-
-def read_segment(path: Path, data: bytes, is_last: bool) -> tuple[list[Any], int]:
-    """The records of one segment, and the offset where its intact records end."""
-    records: list[Any] = []
-    view = memoryview(data)
-    off = 0
-    while off < len(data):
-        problem = _record_problem(data, off)
-        if problem is not None:
-            if is_last and _is_torn_tail(data, off):
-                return records, off
-            raise CorruptData(path, off, f"damaged record ({problem})")
-        length = RECORD_HEADER.unpack_from(data, off)[0]
-        start = off + RECORD_HEADER.size
-        try:
-            records.append(_unpack(view[start:start + length]))
-        except Exception as exc:  # the checksum matched, so these bytes were written like this
-            raise CorruptData(path, off, f"undecodable record ({exc})") from None
-        off = start + length
-    return records, off
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -222,7 +90,7 @@ class _Chunk:
 
 def _lock(directory: Path) -> int:
     path = directory / "LOCK"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -276,7 +144,7 @@ class Wal:
         try:
             if not self.directory.is_dir():
                 self.directory.mkdir(parents=True, exist_ok=True)
-                _fsync_dir(self.directory.resolve().parent)
+                fsync_dir(self.directory.resolve().parent)
             self._lock_fd = _lock(self.directory)
             try:
                 recovered = self._recover()
@@ -291,7 +159,7 @@ class Wal:
         return recovered
 
     def _recover(self) -> Recovered:
-        segments, snapshots, leftovers = _list_dir(self.directory)
+        segments, snapshots, leftovers = list_dir(self.directory)
         base = max(snapshots, default=0)
         state = read_snapshot(snapshots[base]) if snapshots else None
         live = sorted(seq for seq in segments if seq >= base)
@@ -309,14 +177,14 @@ class Wal:
         truncated = len(data) - good if live else 0
         # Every file checked: only from here on is the directory changed.
         self._seq = self._file_seq = live[-1] if live else base
-        fd = os.open(self.directory / segment_name(self._seq), os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o644)
+        fd = os.open(self.directory / segment_name(self._seq), os.O_WRONLY | os.O_CREAT | O_CLOEXEC, 0o644)
         try:
             if truncated:
                 log.warning("%s: cut %d bytes of a torn last record at offset %d", segments[self._seq], truncated, good)
                 os.ftruncate(fd, good)
                 os.fsync(fd)
             if not live:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except BaseException:
             os.close(fd)
             raise
@@ -329,7 +197,7 @@ class Wal:
         return Recovered(state, records, truncated)
 
     def _remove_older(self, seq: int) -> None:
-        segments, snapshots, _ = _list_dir(self.directory)
+        segments, snapshots, _ = list_dir(self.directory)
         self._remove([p for s, p in segments.items() if s < seq] + [p for s, p in snapshots.items() if s < seq])
 
     def _remove(self, paths: list[Path]) -> None:
@@ -337,7 +205,7 @@ class Wal:
             for path in paths:
                 path.unlink(missing_ok=True)
             if paths:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except OSError as exc:  # harmless: the next open or compaction removes them
             log.warning("could not remove old log files in %s: %s", self.directory, exc)
 
@@ -470,10 +338,10 @@ class Wal:
             raise
 
     def _create_segment(self, seq: int) -> int:
-        fd = os.open(self.directory / segment_name(seq), os.O_WRONLY | os.O_CREAT | _O_CLOEXEC, 0o644)
+        fd = os.open(self.directory / segment_name(seq), os.O_WRONLY | os.O_CREAT | O_CLOEXEC, 0o644)
         try:
             os.ftruncate(fd, 0)  # an earlier failed attempt may have created it; nothing is in it
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except BaseException:
             os.close(fd)
             raise
@@ -530,7 +398,7 @@ class Wal:
     def _write_snapshot(self, path: Path, payload: bytes) -> None:
         tmp = path.with_name(path.name + ".tmp")
         header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, zlib.crc32(payload), len(payload))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_CLOEXEC, 0o644)
         try:
             self._write_all(fd, payload, self._write_all(fd, header, 0))
             os.fsync(fd)
@@ -540,7 +408,7 @@ class Wal:
             raise
         os.close(fd)
         os.replace(tmp, path)  # atomic: recovery sees the old snapshot or the whole new one
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # -- shutdown --------------------------------------------------------------------------
 
