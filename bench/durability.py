@@ -52,11 +52,12 @@ LONG = 900.0  # seconds allowed for a start or a stop with a big data directory
 
 # -- the broker ----------------------------------------------------------------------------------
 
-async def timed_start(*extra: str) -> tuple[asyncio.subprocess.Process, str, float]:
-    """Start a broker; its process, base URL, and seconds from spawn to a healthy /healthz."""
+async def timed_start(*extra: str, cpus: set[int] | None = None) -> tuple[asyncio.subprocess.Process, str, float]:
+    """Start a broker (on `cpus` only, if given); its process, base URL, and seconds from spawn
+    to a healthy /healthz."""
     send_rate.STARTUP_TIMEOUT = LONG  # recovery of a big directory happens before the port opens
     t0 = time.perf_counter()
-    proc, base = await send_rate.start_broker(*extra)
+    proc, base = await send_rate.start_broker(*extra, cpus=cpus)
     return proc, base, time.perf_counter() - t0
 
 

@@ -58,14 +58,15 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 # -- the broker under test ------------------------------------------------------------------
 
-async def start_broker(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_broker(*extra: str, cpus: set[int] | None = None) -> tuple[asyncio.subprocess.Process, str]:
     """Start the broker on a free port (with `extra` flags); return it and its base URL once
-    /healthz answers."""
+    /healthz answers. With `cpus`, the broker runs on those cores only (as `taskset` would)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "broker", "serve", "--port", "0", "--log-level", "warning", *extra,
         cwd=ROOT,  # so `-m broker` finds the package even without an install
         stdout=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("BROKER_")},
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), STARTUP_TIMEOUT)
