@@ -11,7 +11,6 @@ deliverer the server plugs in (delivery/push.py): the engine never speaks HTTP i
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,7 +38,7 @@ from ..errors import (
 )
 from . import journal as J
 from .names import check_name, page, resource_id
-from .queue import Queue, check_body
+from .queue import Queue, check_body, next_message_id
 from .settings import QueueSettings, TopicSettings
 from .topic import FILTER_ROUTING, FILTER_TAGS, Subscription, Topic, TopicMessage, check_endpoint, check_key, check_tags
 
@@ -62,14 +61,18 @@ class Broker:
         self.strict = strict  # refuse what the cloud may refuse but the spec could not confirm
         self._queues: dict[str, Queue] = {}
         self._topics: dict[str, Topic] = {}
-        # Message ids grow with time across restarts too, so ids never repeat and sort by age.
-        self._ids = itertools.count(int(clock.time() * 1000) * 1000)
-        self.next_message_id = self._ids.__next__
+        # Message ids encode their enqueue time and grow across restarts too, so ids never
+        # repeat and sort by age (queue.next_message_id).
+        self._last_id = 0
         self.dispatch: Dispatch = self.drop_deferred
         # Receives every state change as a record (engine/journal.py) when state is durable.
         self.journal: Callable[[tuple], None] | None = None
         # Who can list pending deliveries for a snapshot (the deliverer registers itself).
         self._pending_dumpers: list[Callable[[], dict[str, list]]] = []
+
+    def next_message_id(self) -> int:
+        self._last_id = next_message_id(self.clock.time(), self._last_id)
+        return self._last_id
 
     def _log(self, record: tuple) -> None:
         if self.journal is not None:
@@ -272,9 +275,7 @@ class Broker:
     def load(self, state: dict[str, Any]) -> list[tuple[Subscription, TopicMessage, int]]:
         """Rebuild queues, topics and subscriptions from plain state; return the deliveries
         that were still pending, for the deliverer to resume (with their attempt counts)."""
-        start = max(state["next_id"], int(self.clock.time() * 1000) * 1000)
-        self._ids = itertools.count(start)
-        self.next_message_id = self._ids.__next__
+        self._last_id = max(self._last_id, state["next_id"] - 1)
         for key, d in state["queues"].items():
             queue = Queue(d["name"], d["id"], QueueSettings(**d["settings"]), self.clock, self.next_message_id)
             queue.create_time, queue.last_modify_time = d["created"], d["modified"]

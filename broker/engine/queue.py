@@ -8,11 +8,15 @@ A message is in one of four states::
                                                       |
                                                       +--(delete)--> gone, or KEPT if rewind is on
 
-All messages live in one dict by id. Ids come from one broker-wide counter, so a smaller id is
-an older message: the READY set is a min-heap of ids ("oldest first" for free), and DELAYED and
-INFLIGHT messages share one min-heap of (due, id). Heaps are cleaned lazily: an entry whose
-message is gone, or whose `due` no longer matches the message, is skipped when it surfaces, so
-receive, delete and expiry are O(log n) and nothing ever scans the queue.
+Ids grow with time (milliseconds since ID_EPOCH, shifted left, so a message's id is also its
+enqueue time), so a smaller id is an older message. A message that was sent and never touched
+since sits in `_fresh`, a deque in id order: the common case costs one deque slot. Every other
+live message (delayed, in flight, kept for rewind, or visible again after a visibility timeout)
+is in a dict by id, with a min-heap of the READY ones' ids, one min-heap of (due, id) for DELAYED
+and INFLIGHT, and a min-heap of all their ids for retention. Receive takes the older of the two
+heads ("oldest first"); delete only ever concerns in-flight messages, so the dict is enough.
+Heaps are cleaned lazily: an entry whose message is gone, or whose `due` no longer matches, is
+skipped when it surfaces, so receive, delete and expiry are O(log n) and nothing scans the queue.
 
 Time moves only when someone looks: every operation first calls `_advance()`, which promotes
 due messages and expires old ones, so the counters are exact whenever they are read. A timer
@@ -47,19 +51,37 @@ from .settings import QueueSettings
 READY, DELAYED, INFLIGHT, KEPT = 0, 1, 2, 3
 
 _HANDLE_DIGITS = 10  # digits of the delivery number at the end of a receipt handle
+ID_EPOCH = 1_700_000_000  # message ids count milliseconds from here (November 2023) ...
+ID_SHIFT = 12  # ... shifted left by this much, leaving room for 4096 ids per millisecond
+
+
+def next_message_id(now: float, last: int) -> int:
+    """The id of a message enqueued at wall-clock `now`, after id `last`."""
+    return max(last + 1, int((now - ID_EPOCH) * 1000) << ID_SHIFT)
+
+
+def first_id_after(t: float) -> int:
+    """The smallest id a message enqueued after wall-clock `t` can have."""
+    return (int((t - ID_EPOCH) * 1000) + 1) << ID_SHIFT
 
 
 class Message:
-    __slots__ = ("id", "body", "enqueue_time", "first_dequeue_time", "dequeue_count", "state", "due")
+    # Few fields on purpose: a queue may hold millions (design.md: well under 300 bytes each).
+    __slots__ = ("id", "body", "first_dequeue_time", "dequeue_count", "state", "due")
 
-    def __init__(self, mid: int, body: str, enqueue_time: float, state: int, due: float):
+    def __init__(self, mid: int, body: str, state: int, due: float):
         self.id = mid
         self.body = body  # as received; never copied or re-encoded
-        self.enqueue_time = enqueue_time  # wall clock, for clients and retention
         self.first_dequeue_time = 0.0
         self.dequeue_count = 0
         self.state = state
         self.due = due  # monotonic instant a DELAYED/INFLIGHT message becomes READY; 0 otherwise
+
+    @property
+    def enqueue_time(self) -> float:
+        """Wall-clock seconds, from the id (to the millisecond; a burst of more than 4096
+        messages in one millisecond may read up to a few milliseconds late)."""
+        return ID_EPOCH + (self.id >> ID_SHIFT) / 1000
 
     @property
     def receipt_handle(self) -> str:
@@ -98,10 +120,11 @@ class Queue:
         self.create_time = self.last_modify_time = int(clock.time())
         self._clock = clock
         self._next_id = next_id
-        self._messages: dict[int, Message] = {}
-        self._ready: list[int] = []  # min-heap of ids
+        self._fresh: deque[Message] = deque()  # READY, never touched since sent; in id order
+        self._messages: dict[int, Message] = {}  # every other live message
+        self._ready: list[int] = []  # min-heap of the ids of READY messages in _messages
         self._timed: list[tuple[float, int]] = []  # min-heap of (due, id): DELAYED and INFLIGHT
-        self._order: deque[int] = deque()  # ids in enqueue order, for retention (lazily cleaned)
+        self._order: list[int] = []  # min-heap of the ids in _messages, for retention (lazily cleaned)
         self._waiters: deque[tuple[asyncio.Future, int]] = deque()
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
@@ -129,13 +152,13 @@ class Queue:
         return self.active + self.inactive + self.delayed
 
     def min_msg_time(self) -> int:
-        """Enqueue time of the oldest undeleted message, 0 when there is none."""
+        """Enqueue time of the oldest message the queue holds, 0 when there is none."""
         self._advance()
-        for mid in self._order:
-            msg = self._messages.get(mid)
-            if msg is not None and msg.state != KEPT:
-                return int(msg.enqueue_time)
-        return 0
+        order, messages = self._order, self._messages
+        while order and order[0] not in messages:
+            heappop(order)
+        oldest = min(self._fresh[0].id if self._fresh else 1 << 62, order[0] if order else 1 << 62)
+        return int(ID_EPOCH + (oldest >> ID_SHIFT) / 1000) if oldest != 1 << 62 else 0
 
     # -- send -----------------------------------------------------------------------------
 
@@ -153,9 +176,9 @@ class Queue:
         if delay > 0:
             due = self._clock.monotonic() + delay
             for body in bodies:
-                msg = Message(self._next_id(), body, now, DELAYED, due)
+                msg = Message(self._next_id(), body, DELAYED, due)
                 messages[msg.id] = msg
-                order.append(msg.id)
+                heappush(order, msg.id)
                 heappush(self._timed, (due, msg.id))
                 out.append(msg)
             self.delayed += len(out)
@@ -164,12 +187,10 @@ class Queue:
             if self._waiters:
                 self._arm_timer()
         else:
-            ready = self._ready
+            fresh = self._fresh
             for body in bodies:
-                msg = Message(self._next_id(), body, now, READY, 0.0)
-                messages[msg.id] = msg
-                order.append(msg.id)
-                heappush(ready, msg.id)
+                msg = Message(self._next_id(), body, READY, 0.0)
+                fresh.append(msg)
                 out.append(msg)
             self.active += len(out)
             if journal is not None:
@@ -280,7 +301,7 @@ class Queue:
         self._advance()
         wall_minus_mono = self._clock.time() - self._clock.monotonic()
         messages = {}
-        for m in self._messages.values():
+        for m in (*self._fresh, *self._messages.values()):
             visible_at = m.due + wall_minus_mono if m.state in (DELAYED, INFLIGHT) else 0
             messages[m.id] = [m.body, m.enqueue_time, m.dequeue_count, m.first_dequeue_time, visible_at,
                               m.state == KEPT]
@@ -292,7 +313,7 @@ class Queue:
         timeout passed meanwhile come back visible, with their dequeue counts."""
         now, mono = self._clock.time(), self._clock.monotonic()
         for mid in sorted(messages):
-            body, enqueue_time, dequeue_count, first_dequeue, visible_at, kept = messages[mid]
+            body, _, dequeue_count, first_dequeue, visible_at, kept = messages[mid]  # the id has the time
             if kept:
                 state, due = KEPT, 0.0
                 self.kept += 1
@@ -300,34 +321,42 @@ class Queue:
                 state, due = (INFLIGHT if dequeue_count else DELAYED), mono + (visible_at - now)
             else:
                 state, due = READY, 0.0
-            msg = Message(mid, body, enqueue_time, state, due)
+            msg = Message(mid, body, state, due)
             msg.dequeue_count, msg.first_dequeue_time = dequeue_count, first_dequeue
+            if state == READY:
+                self._fresh.append(msg)  # in id order, as sorted above
+                self.active += 1
+                continue
             self._messages[mid] = msg
             self._order.append(mid)
-            if state == READY:
-                self._ready.append(mid)
-                self.active += 1
-            elif state != KEPT:
+            if state != KEPT:
                 self._timed.append((due, mid))
                 if state == INFLIGHT:
                     self.inactive += 1
                 else:
                     self.delayed += 1
-        heapify(self._ready)  # ids were appended in order, so this is already a heap; cheap
+        heapify(self._order)  # appended in id order: already a heap, so this is cheap
         heapify(self._timed)
 
     # -- internals ------------------------------------------------------------------------
 
     def _take(self, n: int) -> list[Message]:
-        ready, messages, out = self._ready, self._messages, []
+        fresh, ready, messages, out = self._fresh, self._ready, self._messages, []
         if not self.active:
             return out
         due = self._clock.monotonic() + self.settings.visibilityTimeout
         now = 0.0
-        while ready and len(out) < n:
-            msg = messages.get(heappop(ready))
-            if msg is None or msg.state != READY:
-                continue  # expired while visible: a stale heap entry
+        while len(out) < n:
+            while ready and ((m := messages.get(ready[0])) is None or m.state != READY):
+                heappop(ready)  # expired while visible, or taken: a stale heap entry
+            if fresh and (not ready or fresh[0].id < ready[0]):
+                msg = fresh.popleft()
+                messages[msg.id] = msg
+                heappush(self._order, msg.id)
+            elif ready:
+                msg = messages[heappop(ready)]
+            else:
+                break
             msg.state = INFLIGHT
             msg.due = due
             msg.dequeue_count += 1
@@ -365,18 +394,19 @@ class Queue:
                 heappush(self._ready, mid)
                 promoted += 1
             self.active += promoted
-        order = self._order
-        if order:
-            horizon = self._clock.time() - self.settings.msgRetentionSeconds
-            while order:
-                msg = messages.get(order[0])
+        fresh, order = self._fresh, self._order
+        if fresh or order:
+            limit = first_id_after(self._clock.time() - self.settings.msgRetentionSeconds)
+            while fresh and fresh[0].id < limit:  # past retention: expired
+                fresh.popleft()
+                self.active -= 1
+            while order and order[0] < limit:
+                msg = messages.get(heappop(order))
                 if msg is not None:
-                    if msg.enqueue_time > horizon:
-                        break
                     self._drop(msg)
-                order.popleft()
-            if len(order) > 2 * len(messages) + 1024:
-                self._order = deque(messages)  # dict order is enqueue order: drop deleted ids
+            if len(order) > 2 * len(messages) + 1024:  # mostly ids of deleted messages: rebuild
+                self._order = order = list(messages)
+                heapify(order)
         if promoted and self._waiters:
             self._wake()
 
