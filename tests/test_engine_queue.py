@@ -336,3 +336,24 @@ def test_engine_imports_no_http_or_storage():
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_ids_carry_the_enqueue_time_and_stay_unique_in_bursts(broker, clock):
+    q = broker.create_queue("q")
+    sent = q.send([str(i) for i in range(16)] * 400)  # 6,400 messages within one millisecond
+    ids = [m.id for m in sent]
+    assert ids == sorted(set(ids))
+    assert abs(sent[0].enqueue_time - clock.time()) < 0.002
+    clock.advance(2.5)
+    [later] = q.send(["later"])
+    assert abs(later.enqueue_time - clock.time()) < 0.002 and later.id > ids[-1]
+
+
+def test_receive_mixes_fresh_and_returned_messages_oldest_first(broker, clock):
+    q = broker.create_queue("q", {"visibilityTimeout": 5})
+    q.send(["a", "b"])
+    q.send(["late"], delay=3)
+    [a] = q.take(1)  # "a" leaves the fresh messages; "b" stays there
+    q.send(["c"])
+    clock.advance(5)  # "late" and "a" are visible again, among the fresh "b" and "c"
+    assert [m.body for m in q.take(10)] == ["a", "b", "late", "c"]
