@@ -167,9 +167,10 @@ class Queue:
 
     def send(self, bodies: list[str], delay: int = 0) -> list[Message]:
         """Enqueue all of `bodies` or none of them. Bodies must have passed `check_body`."""
-        self._advance()
         if self.stored + len(bodies) > self.settings.maxMsgHeapNum:
-            raise QueueFull(self.name, self.settings.maxMsgHeapNum)
+            self._advance()  # only now worth it: expired messages may have made room
+            if self.stored + len(bodies) > self.settings.maxMsgHeapNum:
+                raise QueueFull(self.name, self.settings.maxMsgHeapNum)
         now = self._clock.time()
         messages, order, out = self._messages, self._order, []
         journal = self.journal
