@@ -267,7 +267,7 @@ class Broker:
         pending: dict[str, list] = {}
         for hook in self._pending_dumpers:
             pending.update(hook())
-        return {"v": J.VERSION, "next_id": self.next_message_id(),
+        return {"v": J.VERSION, "next_id": self._last_id + 1,
                 "queues": {key: q.dump() for key, q in self._queues.items()},
                 "topics": {key: t.dump() for key, t in self._topics.items()},
                 "pending": pending}
