@@ -18,6 +18,7 @@ from .config import Config, batch_delays
 from .batchsim import BatchSim, SimSettings
 from .delivery import Pusher, PushSettings
 from .engine import Broker, Limits
+from .gcpacer import GcPacer
 from .protocol.batch import BatchEndpoint
 from .protocol.cmq import CmqEndpoint
 
@@ -103,10 +104,12 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = build_app(config)
+    pacer = GcPacer()  # only for a served broker: tests and embedders keep their own GC settings
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024)
     await site.start()
+    pacer.start()
     host, port = runner.addresses[0][:2]
     print(f"cmq-broker listening on http://{host}:{port}", flush=True)
     log.info("CMQ API 2.0 at http://%s:%d/v2/index.php (signatures %s)", host, port,
@@ -119,4 +122,5 @@ async def serve(config: Config) -> None:
         log.info("stopping: finishing in-flight requests")
     finally:
         await runner.cleanup()
+        await pacer.close()
     log.info("stopped")
