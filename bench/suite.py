@@ -22,8 +22,10 @@ Scenarios (100-byte bodies, 32 connections unless said):
   BatchSendMessage(16)         broker, both modes
   PublishMessage, 10 subs      broker, both modes; a topic with 10 queue subscriptions;
                                msgs/s counts copies (publishes x 10)
-  BatchReceive(16)+Delete      broker, both modes; from a queue filled just before; asyncio client
-                               (each delete needs the receive's handles)
+  BatchReceive(16)+Delete      broker, both modes; from a queue filled just before; wrk with
+                               bench/wrk/cycle.lua (each delete needs the receive's handles: the
+                               script queues a delete per receive reply and sends it next), or the
+                               asyncio client without wrk
   long-poll wake-up            broker (memory); N receivers parked in ReceiveMessage with
                                pollingWaitSeconds=30 on one queue, then messages are sent one at
                                a time: latency = SendMessage sent -> a receiver has its reply
@@ -34,11 +36,12 @@ Scenarios (100-byte bodies, 32 connections unless said):
 
 Load generator: wrk (Debian package `wrk`) with bench/wrk/post_form.lua, one thread, a 1 s
 warm-up run that is not counted (its bad replies are), then the measured run. Without wrk (or with
---load asyncio) send_rate.py's asyncio client does the same. The cycle and the long-poll always
-use the asyncio client. On a machine with 2 or more cores every server runs on core 0 and the load
-generator (this process and wrk) on core 1, as `taskset -c 0` / `taskset -c 1` would; the CPU
-columns say how busy each side was in the measured window ("other" is everything else on the
-machine, kernel networking included: a high figure means the run was disturbed).
+--load asyncio) send_rate.py's asyncio client does the same. The cycle uses wrk with
+bench/wrk/cycle.lua under the same rule; the long-poll always uses the asyncio client. On a
+machine with 2 or more cores every server runs on core 0 and the load generator (this process and
+wrk) on core 1, as `taskset -c 0` / `taskset -c 1` would; the CPU columns say how busy each side
+was in the measured window ("other" is everything else on the machine, kernel networking included:
+a high figure means the run was disturbed).
 
 Peers live in bench/.venv-peers (created from bench/peers-requirements.txt on first use; needs
 PyPI). A peer that cannot be installed or started is reported and left out; the rest runs.
@@ -88,6 +91,7 @@ PEER_VENV = BENCH / ".venv-peers"
 PEER_PYTHON = PEER_VENV / "bin" / "python"
 PEER_REQUIREMENTS = BENCH / "peers-requirements.txt"
 WRK_SCRIPT = BENCH / "wrk" / "post_form.lua"
+WRK_CYCLE_SCRIPT = BENCH / "wrk" / "cycle.lua"
 SQS_VERSION = "2012-11-05"
 # moto picks the backend from the service in the credential scope; nothing checks the signature.
 SQS_AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261129/us-east-1/sqs/aws4_request, "
@@ -370,10 +374,13 @@ class Run:
         return self.messages / self.seconds if self.seconds else float("nan")
 
 
-async def wrk_once(url: str, body_file: Path, expect: str, auth: str, conns: int, seconds: int) -> dict:
-    env = dict(os.environ, WRK_BODY_FILE=str(body_file), WRK_EXPECT=expect, WRK_AUTH=auth)
+async def wrk_once(url: str, body_file: Path | None, expect: str, auth: str, conns: int, seconds: int,
+                   script: Path = WRK_SCRIPT, **env_extra: str) -> dict:
+    env = dict(os.environ, WRK_EXPECT=expect, WRK_AUTH=auth, **env_extra)
+    if body_file is not None:
+        env["WRK_BODY_FILE"] = str(body_file)
     proc = await asyncio.create_subprocess_exec(
-        WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url,
+        WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
     out, err = await proc.communicate()
@@ -504,16 +511,37 @@ async def run_cycle(target: Target, rnd: int, args, workdir: Path, notes: list[s
     async with cmq_session(args.connections) as session:
         url = target.url
         await checked(session, url, form(Action="CreateQueue", queueName=queue))
+        # wrk's warm-up is whole seconds (at least 1), the asyncio client's send_rate.WARMUP
+        warmup = max(1, round(send_rate.WARMUP)) if args.load == "wrk" else send_rate.WARMUP
         t0 = clock()
-        filled = await send_rate.prefill(session, url, queue, send_rate.WARMUP + args.duration, args.connections)
+        filled = await send_rate.prefill(session, url, queue, warmup + args.duration, args.connections)
         notes.append(f"round {rnd}, {target.label}: cycle queue pre-filled with {filled:,} messages "
                      f"in {clock() - t0:.1f} s")
+        if args.load == "wrk":
+            result = await wrk_cycle(target, queue, warmup, args, meter)
+            await checked(session, url, form(Action="DeleteQueue", queueName=queue))
+            return result
         start = clock() + send_rate.WARMUP  # the window scenario_cycle is about to set
         sampler = asyncio.create_task(sample(meter, start, start + args.duration))
         tally = await send_rate.scenario_cycle(session, url, args.connections, args.duration, queue)
         cpu = await sampler
         await checked(session, url, form(Action="DeleteQueue", queueName=queue))
     return from_tally(tally, cpu)
+
+
+async def wrk_cycle(target: Target, queue: str, warmup: int, args, meter: Meter) -> Run:
+    """BatchReceive(16) + BatchDelete driven by wrk with bench/wrk/cycle.lua: a 1 s warm-up run, not
+    counted (its bad replies are), then the measured run. msgs = messages deleted in the measured
+    run, as cycle.lua estimates them (exact to within one batch when every receive returns 16)."""
+    env = {"WRK_QUEUE": queue, "WRK_BATCH": str(BATCH)}
+    warm = await wrk_once(target.url, None, "", "", args.connections, warmup, WRK_CYCLE_SCRIPT, **env)
+    mark, c0 = meter.start(), child_cpu()
+    got = await wrk_once(target.url, None, "", "", args.connections, args.duration, WRK_CYCLE_SCRIPT, **env)
+    cpu = meter.stop(mark, child_cpu() - c0)
+    bad = warm["bad"] + warm["errors"] + got["bad"] + got["errors"]
+    first = got["first_bad"] or warm["first_bad"] or (f"socket errors: {got}" if got["errors"] or warm["errors"] else "")
+    return Run(got["requests"], got["seconds"], got["msgs"], got["p50_us"] / 1e6, got["p99_us"] / 1e6,
+               bad, first, cpu, "wrk", got["empty"])
 
 
 @dataclass
@@ -913,7 +941,8 @@ async def run(args) -> int:
             print(f"pinning: none ({CPUS} core(s)): servers and load generator share the CPU", flush=True)
         print(f"load: {'wrk (' + wrk_version() + '), 1 thread, ' if args.load == 'wrk' else 'asyncio client of send_rate.py, '}"
               f"{args.connections} connections, {send_rate.WARMUP:g} s warm-up + {args.duration} s measured per row, "
-              f"{args.rounds} round(s); cycle and long-poll: asyncio client", flush=True)
+              f"{args.rounds} round(s); cycle: {'wrk, bench/wrk/cycle.lua' if args.load == 'wrk' else 'asyncio client'}; "
+              "long-poll: asyncio client", flush=True)
         if args.load_note:
             print(f"      {args.load_note}", flush=True)
         print("peers: " + (peer_problem or ", ".join(f"{n} {v}" for n, v in versions.items())), flush=True)
