@@ -242,8 +242,27 @@ class Queue:
     # -- delete ---------------------------------------------------------------------------
 
     def delete(self, handle: str) -> None:
-        mid, delivery = _parse_handle(handle)
         self._advance()
+        mid, keep = self._delete(handle)
+        if self.journal is not None:
+            self.journal(("md", self.key, [mid], keep))
+
+    def delete_batch(self, handles: list[str]) -> list[tuple[str, InvalidReceiptHandle]]:
+        """Delete each handle's message; return the (handle, error) of those that failed."""
+        self._advance()
+        deleted, failed, keep = [], [], False
+        for handle in handles:
+            try:
+                mid, keep = self._delete(handle)
+                deleted.append(mid)
+            except InvalidReceiptHandle as exc:
+                failed.append((handle, exc))
+        if deleted and self.journal is not None:
+            self.journal(("md", self.key, deleted, keep))
+        return failed
+
+    def _delete(self, handle: str) -> tuple[int, bool]:
+        mid, delivery = _parse_handle(handle)
         msg = self._messages.get(mid)
         if msg is None or msg.state != INFLIGHT or msg.dequeue_count != delivery:
             raise InvalidReceiptHandle(handle)
@@ -254,8 +273,7 @@ class Queue:
             self.kept += 1
         else:
             del self._messages[mid]
-        if self.journal is not None:
-            self.journal(("md", self.key, [mid], keep))
+        return mid, keep
 
     # -- rewind and settings --------------------------------------------------------------
 

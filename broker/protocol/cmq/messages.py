@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...engine import Broker, Message, Queue
-from ...errors import BrokerError, NoMessage
+from ...errors import NoMessage
 from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for
 from .params import MAX_BATCH, Params
 
@@ -33,17 +33,21 @@ def _wait(p: Params, queue: Queue) -> int:
     return p.int("pollingWaitSeconds", queue.settings.pollingWaitSeconds, 0, MAX_POLL)
 
 
-def _render(broker: Broker, msg: Message) -> dict:
-    clock = broker.clock
+def _render(msg: Message, wall_minus_mono: float) -> dict:
     return {
         "msgBody": msg.body,
         "msgId": str(msg.id),
         "receiptHandle": msg.receipt_handle,
         "enqueueTime": int(msg.enqueue_time),
         "firstDequeueTime": int(msg.first_dequeue_time),
-        "nextVisibleTime": int(clock.time() + msg.due - clock.monotonic()),
+        "nextVisibleTime": int(msg.due + wall_minus_mono),
         "dequeueCount": msg.dequeue_count,
     }
+
+
+def _wall_minus_mono(broker: Broker) -> float:
+    """Turns a monotonic due time into wall-clock seconds; read once per reply."""
+    return broker.clock.time() - broker.clock.monotonic()
 
 
 async def receive_message(broker: Broker, p: Params) -> dict:
@@ -51,7 +55,7 @@ async def receive_message(broker: Broker, p: Params) -> dict:
     got = await queue.receive(1, _wait(p, queue))
     if not got:
         raise NoMessage()
-    return _render(broker, got[0])
+    return _render(got[0], _wall_minus_mono(broker))
 
 
 async def batch_receive_message(broker: Broker, p: Params) -> dict:
@@ -60,7 +64,8 @@ async def batch_receive_message(broker: Broker, p: Params) -> dict:
     got = await queue.receive(n, _wait(p, queue))
     if not got:
         raise NoMessage()
-    return {"msgInfoList": [_render(broker, m) for m in got]}
+    offset = _wall_minus_mono(broker)
+    return {"msgInfoList": [_render(m, offset) for m in got]}
 
 
 async def delete_message(broker: Broker, p: Params) -> dict:
@@ -73,12 +78,9 @@ async def batch_delete_message(broker: Broker, p: Params) -> dict:
     queue = broker.get_queue(p.str("queueName"))
     handles = p.list("receiptHandle")
     failures = []
-    for handle in handles:
-        try:
-            queue.delete(handle)
-        except BrokerError as exc:
-            code, module = codes_for(exc)
-            failures.append({"code": code, "message": f"({module}){exc.message}", "receiptHandle": handle})
+    for handle, exc in queue.delete_batch(handles):
+        code, module = codes_for(exc)
+        failures.append({"code": code, "message": f"({module}){exc.message}", "receiptHandle": handle})
     if not failures:
         return {}
     if len(failures) == len(handles):
