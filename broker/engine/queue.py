@@ -51,6 +51,7 @@ from .settings import QueueSettings
 READY, DELAYED, INFLIGHT, KEPT = 0, 1, 2, 3
 
 _HANDLE_DIGITS = 10  # digits of the delivery number at the end of a receipt handle
+_HANDLE_SCALE = 10**_HANDLE_DIGITS
 ID_EPOCH = 1_700_000_000  # message ids count milliseconds from here (November 2023) ...
 ID_SHIFT = 12  # ... shifted left by this much, leaving room for 4096 ids per millisecond
 
@@ -85,7 +86,7 @@ class Message:
 
     @property
     def receipt_handle(self) -> str:
-        return f"{self.id}{self.dequeue_count:0{_HANDLE_DIGITS}d}"
+        return str(self.id * _HANDLE_SCALE + self.dequeue_count)  # the id, then 10 digits of count
 
 
 def check_body(body: str, limit: int, param: str = "msgBody") -> None:
@@ -101,7 +102,7 @@ def check_body(body: str, limit: int, param: str = "msgBody") -> None:
 def _parse_handle(handle: str) -> tuple[int, int]:
     if len(handle) <= _HANDLE_DIGITS or not handle.isdigit() or not handle.isascii():
         raise InvalidReceiptHandle(handle)
-    return int(handle[:-_HANDLE_DIGITS]), int(handle[-_HANDLE_DIGITS:])
+    return divmod(int(handle), _HANDLE_SCALE)
 
 
 class Queue:
