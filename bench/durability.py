@@ -42,7 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import send_rate  # noqa: E402  (the sibling script's broker, request and report helpers)
-from send_rate import BATCH, BODY, Tally, batch_body, checked, form, report, row, scenario_post, send_body  # noqa: E402
+from send_rate import (  # noqa: E402
+    BATCH, BODY, Tally, batch_body, checked, form, report, row, run_on_uvloop, scenario_post, send_body,
+)
 
 import aiohttp  # noqa: E402  (send_rate already told the user if it is missing)
 
@@ -357,14 +359,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.duration <= 0 or args.connections < 1 or args.messages < 1 or args.restarts < 1:
         parser.error("--duration must be positive; --connections, --messages and --restarts at least 1")
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run(args))
+    return run_on_uvloop(run(args))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from send_rate import BODY, checked, form, percentile, start_broker, stop_broker  # noqa: E402
+from send_rate import BODY, checked, form, percentile, run_on_uvloop, start_broker, stop_broker  # noqa: E402
 
 import aiohttp  # noqa: E402  (send_rate already checked that it is installed)
 from aiohttp import web  # noqa: E402
@@ -311,14 +311,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.messages < 1 or args.healthy < 1 or args.scale <= 0 or args.timeout <= 0:
         parser.error("--messages and --healthy must be at least 1, --scale and --timeout positive")
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run(args))
+    return run_on_uvloop(run(args))
 
 
 if __name__ == "__main__":

@@ -424,6 +424,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.duration <= 0 or args.connections < 1:
         parser.error("--duration must be positive and --connections at least 1")
+    return run_on_uvloop(run(args))
+
+
+def run_on_uvloop(coro):
+    """Run `coro` to completion on uvloop when it is installed (as the broker runs)."""
     try:
         import uvloop
 
@@ -431,7 +436,7 @@ def main() -> int:
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run(args))
+        return runner.run(coro)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import send_rate  # noqa: E402  (broker start/stop, request bodies, the asyncio load generator)
 import durability  # noqa: E402  (fill, timed restarts, message counts)
-from send_rate import BATCH, BODY, Tally, batch_body, checked, form, percentile, publish_body, send_body  # noqa: E402
+from send_rate import (  # noqa: E402
+    BATCH, BODY, Tally, batch_body, checked, form, percentile, publish_body, run_on_uvloop, send_body,
+)
 
 import aiohttp  # noqa: E402  (send_rate already told the user if it is missing)
 
@@ -1217,14 +1219,7 @@ def main() -> int:
         parser.error("--load wrk: wrk is not installed (apt-get install -y wrk)")
     if PINNED:
         os.sched_setaffinity(0, LOAD_CPUS)  # this process and wrk: the load generator's core
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run(args))
+    return run_on_uvloop(run(args))
 
 
 if __name__ == "__main__":
