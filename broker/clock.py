@@ -32,11 +32,10 @@ class Clock(Protocol):
 class RealClock:
     """The event loop's clock (monotonic) plus the system's wall clock."""
 
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
+    # The same clocks the event loop's timers use (CLOCK_MONOTONIC for both asyncio's loop and
+    # uvloop's), read directly: several times cheaper than asking the running loop.
+    monotonic = staticmethod(time.monotonic)
+    time = staticmethod(time.time)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         return asyncio.get_running_loop().call_at(when, callback)
