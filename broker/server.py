@@ -96,6 +96,45 @@ def _raise_file_limit() -> None:
             pass
 
 
+class Running:
+    """A started broker: its app, address and engine, and `stop()` (the shutdown sequence)."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, host: str, port: int):
+        self.app, self.runner, self.host, self.port = app, runner, host, port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def broker(self) -> Broker:
+        return self.app[BROKER]
+
+    @property
+    def batch(self) -> BatchSim:
+        return self.app[BATCH]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(config: Config, clock: Clock | None = None) -> Running:
+    """Build the app and open its port in the running loop (port 0 picks a free one); the broker
+    is ready when this returns. For embedding and tests; `serve` is the command's own loop."""
+    app = build_app(config, clock)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    host, port = runner.addresses[0][:2]
+    return Running(app, runner, host, port)
+
+
 async def serve(config: Config) -> None:
     _raise_file_limit()
     # Signals are caught before the port opens, so a stop request can never find us half-started.
@@ -103,24 +142,19 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(config)
     pacer = GcPacer()  # only for a served broker: tests and embedders keep their own GC settings
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-    await site.start()
+    running = await start(config)
     pacer.start()
-    host, port = runner.addresses[0][:2]
-    print(f"cmq-broker listening on http://{host}:{port}", flush=True)
-    log.info("CMQ API 2.0 at http://%s:%d/v2/index.php (signatures %s)", host, port,
+    print(f"cmq-broker listening on {running.url}", flush=True)
+    log.info("CMQ API 2.0 at %s/v2/index.php (signatures %s)", running.url,
              "required" if config.auth_enabled else "not checked")
-    log.info("Batch API 3.0 at http://%s:%d/ (TC3 signatures %s)", host, port,
+    log.info("Batch API 3.0 at %s/ (TC3 signatures %s)", running.url,
              "required" if config.auth_enabled else "not checked")
 
     try:
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
     finally:
-        await runner.cleanup()
+        await running.stop()
         await pacer.close()
     log.info("stopped")

@@ -357,3 +357,42 @@ def test_receive_mixes_fresh_and_returned_messages_oldest_first(broker, clock):
     q.send(["c"])
     clock.advance(5)  # "late" and "a" are visible again, among the fresh "b" and "c"
     assert [m.body for m in q.take(10)] == ["a", "b", "late", "c"]
+
+
+def test_peek_changes_nothing_and_shows_every_state(broker, clock):
+    q = broker.create_queue("q", {"visibilityTimeout": 30, "rewindSeconds": 600})
+    a, b, c, d = q.send(["a", "b", "c", "d"])
+    [late] = q.send(["late"], delay=60)
+    [taken] = q.take(1)  # a: in flight
+    [second] = q.take(1)  # b: in flight, then deleted (kept for rewind)
+    q.delete(second.receipt_handle)
+    before = q.stats()
+    peeked = q.peek(10)
+    assert [m.body for m in peeked] == ["a", "c", "d", "late"]
+    assert [m.state for m in peeked] == [2, 0, 0, 1]  # in flight, ready, ready, delayed
+    assert [m.body for m in q.peek(10, include_kept=True)] == ["a", "b", "c", "d", "late"]
+    assert [m.body for m in q.peek(2)] == ["a", "c"]
+    assert q.stats() == before
+    assert [m.dequeue_count for m in q.take(5)] == [1, 1]  # c and d were never dequeued by peek
+
+
+def test_purge_removes_every_state_and_is_journaled(broker, clock):
+    from broker.engine.journal import empty_state, replay
+
+    records = []
+    broker.set_journal(records.append)
+    q = broker.create_queue("q", {"rewindSeconds": 600})
+    q.send(["a", "b", "c"])
+    q.send(["later"], delay=60)
+    [got] = q.take(1)
+    q.delete(q.take(1)[0].receipt_handle)
+    assert q.purge() == 4
+    assert counts(q) == (0, 0, 0) and q.stats()["rewindMsgNum"] == 0
+    assert q.take(5) == [] and q.peek(5, include_kept=True) == []
+    with pytest.raises(InvalidReceiptHandle):
+        q.delete(got.receipt_handle)
+    clock.advance(100)
+    assert q.take(5) == []  # the delayed message is gone too, not just hidden
+    assert replay(empty_state(), records)["queues"][q.key]["messages"] == {}
+    q.send(["after"])
+    assert [m.body for m in q.take(5)] == ["after"]

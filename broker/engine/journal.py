@@ -7,7 +7,7 @@ snapshot holds), and `Broker.load` builds live objects from it.
 
 Records are tuples whose first item names the change:
 
-    qc name-key, dump-of-queue           qu key, settings, modified      qd key
+    qc name-key, dump-of-queue           qu key, settings, modified      qd key      qp key (purge)
     ms key, [[id, body, enqueued, visible_at (0 = now)], ...]            send
     mr key, [[id, dequeue_count, first_dequeue, visible_until], ...]     receive
     md key, [id, ...], kept                                              delete (kept for rewind)
@@ -97,6 +97,10 @@ def replay(state: dict[str, Any], records) -> dict[str, Any]:
                     q["messages"] = {k: m for k, m in q["messages"].items() if not m[5]}
         elif kind == "qd":
             queues.pop(record[1], None)
+        elif kind == "qp":
+            q = queues.get(record[1])
+            if q is not None:
+                q["messages"] = {}
         elif kind == "tc":
             topics[record[1]] = record[2]
         elif kind == "tu":

@@ -33,8 +33,10 @@ handed straight to the first live waiter, so a woken receiver never races anothe
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, nsmallest
+from operator import attrgetter
 from typing import Callable
 
 from ..clock import Clock, TimerHandle
@@ -49,6 +51,8 @@ from ..errors import (
 from .settings import QueueSettings
 
 READY, DELAYED, INFLIGHT, KEPT = 0, 1, 2, 3
+_message_id = attrgetter("id")
+STATE_NAMES = ("ready", "delayed", "inflight", "kept")
 
 _HANDLE_DIGITS = 10  # digits of the delivery number at the end of a receipt handle
 _HANDLE_SCALE = 10**_HANDLE_DIGITS
@@ -275,6 +279,30 @@ class Queue:
         else:
             del self._messages[mid]
         return mid, keep
+
+    # -- inspection and purge (cmq-broker extensions: the cloud has neither) --------------
+
+    def peek(self, n: int, include_kept: bool = False) -> list[Message]:
+        """Up to `n` messages, oldest first, in any state but kept (unless asked), changing
+        nothing: no dequeue count, no visibility timeout. For people looking at a queue."""
+        self._advance()
+        fresh = list(itertools.islice(self._fresh, n))
+        others = nsmallest(n, (m for m in self._messages.values() if include_kept or m.state != KEPT),
+                                 key=_message_id)
+        return nsmallest(n, fresh + others, key=_message_id)
+
+    def purge(self) -> int:
+        """Remove every message, in any state; return how many there were."""
+        count = len(self._fresh) + len(self._messages)
+        self._fresh.clear()
+        self._messages.clear()
+        self._ready.clear()
+        self._timed.clear()
+        self._order.clear()
+        self.active = self.inactive = self.delayed = self.kept = 0
+        if self.journal is not None:
+            self.journal(("qp", self.key))
+        return count
 
     # -- rewind and settings --------------------------------------------------------------
 

@@ -42,6 +42,9 @@ ACTIONS: dict[str, Handler] = {
     "batchreceivemessage": messages.batch_receive_message,
     "deletemessage": messages.delete_message,
     "batchdeletemessage": messages.batch_delete_message,
+    # cmq-broker extensions, for people and tools looking at a queue (the cloud has neither):
+    "peekmessage": messages.peek_message,
+    "purgequeue": queues.purge_queue,
     "createtopic": topics.create_topic,
     "listtopic": topics.list_topic,
     "gettopicattributes": topics.get_topic_attributes,
@@ -58,7 +61,7 @@ ACTIONS: dict[str, Handler] = {
 }
 
 # Actions that change nothing: still served when the data directory cannot be written.
-READ_ONLY = frozenset({"getqueueattributes", "listqueue", "gettopicattributes", "listtopic",
+READ_ONLY = frozenset({"getqueueattributes", "listqueue", "peekmessage", "gettopicattributes", "listtopic",
                        "getsubscriptionattributes", "listsubscriptionbytopic"})
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

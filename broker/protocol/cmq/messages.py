@@ -1,16 +1,19 @@
-"""Message actions: (Batch)SendMessage, (Batch)ReceiveMessage, (Batch)DeleteMessage."""
+"""Message actions: (Batch)SendMessage, (Batch)ReceiveMessage, (Batch)DeleteMessage, and
+PeekMessage (a cmq-broker extension: the cloud has no such action)."""
 
 from __future__ import annotations
 
 from json.encoder import encode_basestring
 
 from ...engine import Broker, Message, Queue
+from ...engine.queue import STATE_NAMES
 from ...errors import NoMessage
 from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for
 from .params import MAX_BATCH, Params
 
 MAX_DELAY = 3600
 MAX_POLL = 30
+MAX_PEEK = 100
 
 
 async def send_message(broker: Broker, p: Params) -> str:
@@ -68,6 +71,20 @@ async def batch_receive_message(broker: Broker, p: Params) -> str:
         raise NoMessage()
     offset = _wall_minus_mono(broker)
     return '"msgInfoList":[{' + "},{".join([_render(m, offset) for m in got]) + "}],"
+
+
+async def peek_message(broker: Broker, p: Params) -> dict:
+    """Messages as they are, oldest first, in any state but deleted: nothing changes, no
+    dequeue count or visibility timeout. An empty queue gives an empty list, not 7000."""
+    queue = broker.get_queue(p.str("queueName"))
+    n = p.int("numOfMsg", 16, 1, MAX_PEEK)
+    offset = _wall_minus_mono(broker)
+    return {"msgInfoList": [
+        {"msgBody": m.body, "msgId": str(m.id), "enqueueTime": int(m.enqueue_time),
+         "firstDequeueTime": int(m.first_dequeue_time), "dequeueCount": m.dequeue_count,
+         "state": STATE_NAMES[m.state], "nextVisibleTime": int(m.due + offset) if m.due else 0}
+        for m in queue.peek(n)
+    ]}
 
 
 async def delete_message(broker: Broker, p: Params) -> dict:

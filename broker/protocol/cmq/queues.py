@@ -1,4 +1,5 @@
-"""Queue management actions: CreateQueue, ListQueue, Get/SetQueueAttributes, DeleteQueue, RewindQueue."""
+"""Queue management actions: CreateQueue, ListQueue, Get/SetQueueAttributes, DeleteQueue, RewindQueue,
+and PurgeQueue (a cmq-broker extension: the cloud has no such action)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,7 @@ async def rewind_queue(broker: Broker, p: Params) -> dict:
     queue = broker.get_queue(p.str("queueName"))
     queue.rewind(p.int("startConsumeTime"))
     return {}
+
+
+async def purge_queue(broker: Broker, p: Params) -> dict:
+    return {"purged": broker.get_queue(p.str("queueName")).purge()}
