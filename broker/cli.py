@@ -1,12 +1,13 @@
-"""Command line: `python -m broker serve [options]`."""
+"""Command line: `python -m broker serve [options]`, and the client commands (`queue`, `topic`,
+`events`) of `commands.py`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
+from .commands import add_client_commands, run as run_client_command
 from .config import add_serve_arguments, build_config
 
 
@@ -15,6 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the broker")
     add_serve_arguments(serve)
+    add_client_commands(sub)
     return parser
 
 
@@ -28,22 +30,24 @@ def _event_loop_factory():
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        return run_client_command(args)
     try:
         config = build_config(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from . import logs
+
+    logs.setup(config.log_level, config.log_format, config.access_log)
     from .server import serve
+    from .provision import ProvisionError
     from .storage.wal import StorageError
 
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
             runner.run(serve(config))
-    except StorageError as exc:  # a locked or damaged data directory: refuse to start, touch nothing
+    except (StorageError, ProvisionError) as exc:  # a locked or damaged data directory, a wrong --config
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

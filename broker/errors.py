@@ -105,6 +105,12 @@ class QueueLimitExceeded(BrokerError):
         super().__init__(f"the number of queues reached the limit of {limit}")
 
 
+class TooManyLongPolls(BrokerError):
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} receivers are already waiting in long polls (the broker's limit, "
+                         f"--max-long-polls); retry later or with pollingWaitSeconds=0")
+
+
 class EmptyMessage(InvalidParameter):
     def __init__(self, param: str = "msgBody"):
         super().__init__(param, f"{param} is empty")

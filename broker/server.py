@@ -16,18 +16,25 @@ from aiohttp import web
 from .clock import Clock, RealClock
 from .config import Config, batch_delays
 from .batchsim import BatchSim, SimSettings
+from .console import setup_console
 from .delivery import Pusher, PushSettings
 from .engine import Broker, Limits
 from .gcpacer import GcPacer
+from . import logs, metrics
+from .netguard import GuardedSite
 from .protocol.batch import BatchEndpoint
 from .protocol.cmq import CmqEndpoint
+from .provision import load_plan, provision
 
 log = logging.getLogger("broker")
 
 BROKER = web.AppKey("broker", Broker)
 PUSHER = web.AppKey("pusher", Pusher)
 BATCH = web.AppKey("batch", BatchSim)
-SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish
+# Seconds in-flight requests get to finish on SIGTERM. Well under Docker's 10 s stop grace, so a
+# request that never finishes (aiohttp drops body bytes that arrive after shutdown starts) still
+# leaves time for the final snapshot and exit 0 before the SIGKILL.
+SHUTDOWN_GRACE = 5.0
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -36,11 +43,12 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     clock = clock or RealClock()
-    limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics)
+    limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics, max_long_polls=config.max_long_polls)
     broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
     pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
     sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale, **batch_delays(config)))
     durability = resumed = None
+    plan = load_plan(config.config) if config.config else None  # a wrong file fails before the data dir is touched
     if config.data_dir:
         from .storage.recovery import Durability
 
@@ -50,12 +58,17 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     app[BROKER] = broker
     app[PUSHER] = pusher
     app[BATCH] = sim
-    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes, durability)
+    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes, durability,
+                      max_skew=config.signature_max_skew)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
     batch = BatchEndpoint(sim, config.secret_id, config.secret_key, config.max_request_bytes, config.region,
-                          clock=clock, durability=durability)
+                          clock=clock, durability=durability, max_skew=config.signature_max_skew)
     app.router.add_route("*", "/", batch.handle)
     app.router.add_get("/healthz", _healthz)
+    cmq.access_log = batch.access_log = config.access_log
+    metrics.install(app, metrics.BrokerCollector(broker=broker, pusher=pusher, sim=sim, cmq=cmq, batch=batch,
+                                                 durability=durability))
+    setup_console(app, broker, sim, config, durability)  # nothing when config.no_console
 
     async def storage(app: web.Application):
         if durability is not None:
@@ -77,6 +90,14 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
 
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(push_worker)
+
+    async def provisioning(app: web.Application):
+        # After recovery and the push worker, before the port opens: /healthz answering means provisioned.
+        if plan is not None:
+            await provision(plan, broker, sim, durability)
+        yield
+
+    app.cleanup_ctx.append(provisioning)
     app.on_shutdown.append(release_long_polls)
     return app
 
@@ -123,10 +144,15 @@ async def start(config: Config, clock: Clock | None = None) -> Running:
     """Build the app and open its port in the running loop (port 0 picks a free one); the broker
     is ready when this returns. For embedding and tests; `serve` is the command's own loop."""
     app = build_app(config, clock)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False)
-    await runner.setup()
+    # A GET carries its parameters in the request line (the CMQ SDK's GET mode): allow it what a
+    # POST body may hold, instead of aiohttp's 8 KiB, which refused big messages with a bare 400.
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
+                           max_line_size=config.max_request_bytes + 1024,
+                           **logs.runner_options(config.access_log))
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+        await runner.setup()  # inside: a failed start-up step (provisioning) still closes what had started
+        site = GuardedSite(runner, config.host, config.port, backlog=1024, max_connections=config.max_connections,
+                           request_timeout=config.request_timeout)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -263,3 +263,18 @@ def test_signal_stops_the_broker_promptly_and_answers_a_parked_long_poll(start_b
     assert receiver.wait(5), "the parked receive never returned"
     assert isinstance(receiver.error, CMQServerException), f"expected a 7000 reply, got {receiver.error!r}"
     assert receiver.error.code == 7000
+
+
+def test_a_signed_request_outside_the_timestamp_window_is_refused_as_a_replay(auth_broker):
+    """The SDK signs Timestamp along with everything else; an old signed request is refused."""
+    client = Account(auth_broker.url, SECRET_ID, SECRET_KEY).get_client()
+
+    def reply(timestamp):  # the SDK's own request building and signing, with a chosen Timestamp
+        return json.loads(client.request("ListQueue", {"Timestamp": timestamp}).data)
+
+    assert reply(int(time.time()) - 60)["code"] == 0  # within 300 s: fine
+    for skew in (-3600, 3600):
+        got = reply(int(time.time()) + skew)
+        assert got["code"] == 4100 and "replay" in got["message"] and SECRET_KEY not in got["message"]
+    got = reply("yesterday")
+    assert got["code"] == 4100 and "Unix seconds" in got["message"]

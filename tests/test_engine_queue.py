@@ -396,3 +396,23 @@ def test_purge_removes_every_state_and_is_journaled(broker, clock):
     assert replay(empty_state(), records)["queues"][q.key]["messages"] == {}
     q.send(["after"])
     assert [m.body for m in q.take(5)] == ["after"]
+
+
+async def test_parked_long_polls_are_bounded_over_all_queues(clock):
+    from broker.errors import TooManyLongPolls
+
+    b = Broker(clock, Limits(max_long_polls=2))
+    q1, q2 = b.create_queue("a"), b.create_queue("b")
+    parked = [asyncio.ensure_future(q1.receive(1, 30)), asyncio.ensure_future(q2.receive(1, 30))]
+    await asyncio.sleep(0)
+    with pytest.raises(TooManyLongPolls):
+        await q1.receive(1, 30)
+    assert await q1.receive(1, 0) == []  # no wait: never parks, never refused
+    q1.send(["x"])
+    assert [m.body for m in await parked[0]] == ["x"]
+    waiting = asyncio.ensure_future(q1.receive(1, 30))  # the slot freed by the woken receiver
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    q2.close(), q1.close()
+    assert await parked[1] == [] and await waiting == []
+    assert b.parking.count == 0

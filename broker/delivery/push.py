@@ -75,6 +75,8 @@ class Pusher:
         self._request_ids = map(f"{os.urandom(4).hex()}-push-{{}}".format, itertools.count(1))
         # Pending deliveries as plain data (journal.py's "pp" shape), for snapshots.
         self._live: dict[str, list] = {}
+        # For metrics: copies delivered and given up, failed attempts, attempts after a copy's first.
+        self.delivered = self.dropped = self.failures = self.retries = 0
         broker.add_pending_source(lambda: {k: list(v) for k, v in self._live.items()})
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -114,6 +116,7 @@ class Pusher:
                             sub.topic.name, sub.name, sub.pending - 1, sub.dropped + 1)
             sub.pending -= 1
             sub.dropped += 1
+            self.dropped += 1
             self._broker.push_attempted(sub, msg, attempts, settled=True)
             return
         key = pending_key(sub.topic.name.lower(), sub.name.lower(), msg.msg_id)
@@ -140,10 +143,13 @@ class Pusher:
                 wait_first = True
                 if not sub.active or self._expired(sub, msg):
                     break
+                if attempts or sub.protocol == "queue":  # a queue copy's first try was in the publish
+                    self.retries += 1
                 outcome = await self._attempt(sub, msg)
                 if outcome is not False:
                     delivered = bool(outcome)
                     break
+                self.failures += 1
                 attempts += 1
                 self._live[key][6] = attempts
                 self._broker.push_attempted(sub, msg, attempts, settled=False)
@@ -159,8 +165,10 @@ class Pusher:
         sub.pending -= 1
         if delivered:
             sub.delivered += 1
+            self.delivered += 1
         else:
             sub.dropped += 1
+            self.dropped += 1
             log.info("message %s for %s/%s not delivered", msg.msg_id, sub.topic.name, sub.name)
 
     def _expired(self, sub: Subscription, msg: TopicMessage) -> bool:

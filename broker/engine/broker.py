@@ -38,7 +38,7 @@ from ..errors import (
 )
 from . import journal as J
 from .names import check_name, page, resource_id
-from .queue import Queue, check_body, next_message_id
+from .queue import ParkingLot, Queue, check_body, next_message_id
 from .settings import QueueSettings, TopicSettings
 from .topic import FILTER_ROUTING, FILTER_TAGS, Subscription, Topic, TopicMessage, check_endpoint, check_key, check_tags
 
@@ -51,6 +51,7 @@ Dispatch = Callable[[Subscription, TopicMessage], None]
 class Limits:
     max_queues: int = 1000
     max_topics: int = 1000
+    max_long_polls: int = 10000
 
 
 class Broker:
@@ -58,6 +59,7 @@ class Broker:
         self.clock = clock
         self.app_id = app_id  # the one account that owns everything here (CMQ's topic owner)
         self.limits = limits
+        self.parking = ParkingLot(limits.max_long_polls)  # parked long polls, over every queue
         self.strict = strict  # refuse what the cloud may refuse but the spec could not confirm
         self._queues: dict[str, Queue] = {}
         self._topics: dict[str, Topic] = {}
@@ -87,7 +89,7 @@ class Broker:
         if len(self._queues) >= self.limits.max_queues:
             raise QueueLimitExceeded(self.limits.max_queues)
         queue_settings = QueueSettings().updated(settings or {})
-        queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id)
+        queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id, self.parking)
         queue.journal = self.journal
         self._queues[key] = queue
         self._log(("qc", key, queue.dump()))
@@ -212,7 +214,9 @@ class Broker:
             raise NoMatchingSubscription(topic.name) if topic.subscriptions else NoSubscription(topic.name)
         now = self.clock.time()
         messages = [TopicMessage(self.next_message_id(), body, msg_tags, now) for body in bodies]
+        topic.published += len(messages)
         for sub in subs:
+            topic.copies[sub.protocol] += len(messages)
             if sub.protocol == "queue":
                 try:
                     self.deliver_to_queue(sub, messages)
@@ -277,7 +281,8 @@ class Broker:
         that were still pending, for the deliverer to resume (with their attempt counts)."""
         self._last_id = max(self._last_id, state["next_id"] - 1)
         for key, d in state["queues"].items():
-            queue = Queue(d["name"], d["id"], QueueSettings(**d["settings"]), self.clock, self.next_message_id)
+            queue = Queue(d["name"], d["id"], QueueSettings(**d["settings"]), self.clock, self.next_message_id,
+                          self.parking)
             queue.create_time, queue.last_modify_time = d["created"], d["modified"]
             queue.restore(d["messages"])
             queue.journal = self.journal

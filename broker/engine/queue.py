@@ -47,6 +47,7 @@ from ..errors import (
     MessageTooLarge,
     QueueFull,
     RewindDisabled,
+    TooManyLongPolls,
 )
 from .settings import QueueSettings
 
@@ -68,6 +69,16 @@ def next_message_id(now: float, last: int) -> int:
 def first_id_after(t: float) -> int:
     """The smallest id a message enqueued after wall-clock `t` can have."""
     return (int((t - ID_EPOCH) * 1000) + 1) << ID_SHIFT
+
+
+class ParkingLot:
+    """How many receivers are parked in long polls, over every queue of a broker, and how many may be."""
+
+    __slots__ = ("limit", "count")
+
+    def __init__(self, limit: int = 1 << 62):
+        self.limit = limit
+        self.count = 0
 
 
 class Message:
@@ -117,6 +128,7 @@ class Queue:
         settings: QueueSettings,
         clock: Clock,
         next_id: Callable[[], int],
+        parking: ParkingLot | None = None,
     ):
         self.name = name
         self.key = name.lower()  # how the registry and the journal name it
@@ -134,6 +146,7 @@ class Queue:
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
         self._closed = False
+        self._parking = parking or ParkingLot()
         self.journal: Callable[[tuple], None] | None = None  # set by the broker when state is durable
         self.active = 0  # READY
         self.inactive = 0  # INFLIGHT
@@ -217,6 +230,10 @@ class Queue:
         got = self.take(n)
         if got or wait <= 0 or self._closed:
             return got
+        parking = self._parking
+        if parking.count >= parking.limit:
+            raise TooManyLongPolls(parking.limit)
+        parking.count += 1
         fut = asyncio.get_running_loop().create_future()
         waiter = (fut, n)
         self._waiters.append(waiter)
@@ -225,6 +242,7 @@ class Queue:
         try:
             return await fut
         finally:
+            parking.count -= 1
             timeout.cancel()
             woken = fut.done() and not fut.cancelled() and fut.result()
             if not woken:  # timed out or cancelled: still parked (unless released at shutdown)

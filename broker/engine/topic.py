@@ -202,6 +202,8 @@ class Topic:
         self.settings = settings
         self.create_time = self.last_modify_time = now
         self.subscriptions: dict[str, Subscription] = {}  # by lower-case name
+        self.published = 0  # messages accepted, for metrics
+        self.copies = {"queue": 0, "http": 0}  # copies made for matching subscriptions, by protocol
 
     def dump(self) -> dict:
         return {"name": self.name, "id": self.topic_id, "filter": self.filter_type,

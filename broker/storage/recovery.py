@@ -54,6 +54,11 @@ class Durability:
         self._task: asyncio.Task | None = None
         self._snapshotting = False
 
+    @property
+    def wal(self) -> Wal:
+        """The log itself, for metrics (fsync times, bytes waiting)."""
+        return self._wal
+
     # -- start and stop -------------------------------------------------------------------
 
     def recover(self) -> list[tuple[Subscription, TopicMessage, int]]:

@@ -38,7 +38,9 @@ import errno
 import fcntl
 import logging
 import os
+import time
 import zlib
+from bisect import bisect_right
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +66,9 @@ from .format import (
 )
 
 log = logging.getLogger("broker.storage")
+
+# Upper bounds (seconds) of the fsync-time histogram that /metrics shows.
+FSYNC_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 @dataclass
 class Recovered:
@@ -118,6 +123,9 @@ class Wal:
         self.write_fn = os.pwrite
         self.sync_fn = getattr(os, "fdatasync", os.fsync)
         self.syncs = 0
+        # Log fsync times as plain counts per FSYNC_BOUNDS bucket (+Inf last), kept by the loop side.
+        self.fsync_counts = [0] * (len(FSYNC_BOUNDS) + 1)
+        self.fsync_seconds = 0.0
         self._state = "new"  # new → open → closing → closed
         self._lock_fd = -1
         self._executor: ThreadPoolExecutor | None = None
@@ -267,7 +275,7 @@ class Wal:
                     data = bytes(front.buf)
                     front.buf.clear()  # appends made during the write start a new batch here
                     try:
-                        await loop.run_in_executor(
+                        synced_in = await loop.run_in_executor(
                             self._executor, self._write_batch, self._fd, self._file_good, data, self._file_dirty
                         )
                     except BaseException:
@@ -278,6 +286,8 @@ class Wal:
                     self._file_good += len(data)
                     self._durable += len(data)
                     self.syncs += 1
+                    self.fsync_seconds += synced_in
+                    self.fsync_counts[bisect_right(FSYNC_BOUNDS, synced_in)] += 1
                 elif len(self._chunks) > 1:
                     self._chunks.popleft()
                 else:
@@ -322,14 +332,17 @@ class Wal:
             view = view[n:]
         return offset
 
-    def _write_batch(self, fd: int, offset: int, data: bytes, dirty: bool) -> None:
-        """Worker thread: `data` at `offset`, synced. The loop side owns the offsets, so a batch
-        that fails leaves them alone and the retry rewrites the same bytes at the same place."""
+    def _write_batch(self, fd: int, offset: int, data: bytes, dirty: bool) -> float:
+        """Worker thread: `data` at `offset`, synced; returns the seconds the fsync took. The loop
+        side owns the offsets, so a batch that fails leaves them alone and the retry rewrites the
+        same bytes at the same place."""
         if dirty:
             os.ftruncate(fd, offset)  # never write after half a record
         try:
             self._write_all(fd, data, offset)
+            started = time.perf_counter()
             self.sync_fn(fd)
+            return time.perf_counter() - started
         except BaseException:
             try:
                 os.ftruncate(fd, offset)  # a crash before the retry then finds no torn tail

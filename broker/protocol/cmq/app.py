@@ -11,12 +11,16 @@ import itertools
 import json
 import logging
 import os
+from bisect import bisect_right
+from time import perf_counter
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from ...engine import Broker
 from ...errors import BrokerError, MalformedRequest, MethodNotAllowed, StorageUnavailable, UnknownAction
+from ...logs import ACCESS
+from ...metrics import LATENCY_BOUNDS, RequestStats, cmq_action_label
 from . import messages, queues, subscriptions, topics
 from .errors import ReplyError, error_reply
 from .params import Params, decode_pairs
@@ -71,8 +75,9 @@ class CmqEndpoint:
     """The aiohttp handler for /v2/index.php, bound to one broker and its credentials."""
 
     def __init__(self, broker: Broker, secret_id: str | None, secret_key: str | None, max_body: int,
-                 durability=None):
+                 durability=None, max_skew: float = 300):
         self.broker = broker
+        self.max_skew = max_skew  # seconds a signed Timestamp may be off: older requests are replays
         self.max_body = max_body
         # With --data-dir: mark() / changed_since(mark) / commit(), so that a reply that
         # acknowledges a change goes out only once the change is on disk.
@@ -80,20 +85,27 @@ class CmqEndpoint:
         self.secrets = (secret_id, secret_key) if secret_id and secret_key else None
         # Request ids: unique per process start, cheap to make.
         self._request_ids = map(f"{os.urandom(4).hex()}-{{}}".format, itertools.count(1))
+        self.stats = RequestStats()  # for /metrics, keyed by (ACTIONS key or None, code)
+        self.access_log = False  # True: hand action and code to the access log
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = perf_counter()
         request_id = next(self._request_ids)
+        key = None  # the action's ACTIONS key once known: metrics labels stay a closed set
         durability = self.durability
         mark = durability.mark() if durability is not None else 0
         try:
             params = Params(await self._pairs(request))
             if self.secrets:
-                verify(request.method, request.host, request.path, params.pairs, *self.secrets)
+                verify(request.method, request.host, request.path, params.pairs, *self.secrets,
+                       now=self.broker.clock.time(), max_skew=self.max_skew)
             action = params.str("Action", "")
-            handler = ACTIONS.get(action.lower())
+            key = action.lower()
+            handler = ACTIONS.get(key)
             if handler is None:
+                key = None
                 raise UnknownAction(action)
-            if durability is not None and durability.backlogged() and action.lower() not in READ_ONLY:
+            if durability is not None and durability.backlogged() and key not in READ_ONLY:
                 raise StorageUnavailable("the data directory has not accepted writes for a while; "
                                          "changes are refused until it does (reads still work)")
             reply = await handler(self.broker, params)
@@ -115,7 +127,16 @@ class CmqEndpoint:
                 await durability.commit()
             except BrokerError as exc:
                 reply = error_reply(exc, request_id)
-        text = reply if type(reply) is str else _dumps(reply)
+        if type(reply) is str:
+            text, code = reply, 0
+        else:
+            text, code = _dumps(reply), reply["code"]
+        elapsed = perf_counter() - started
+        stat = self.stats[key, code]
+        stat[0] += elapsed
+        stat[bisect_right(LATENCY_BOUNDS, elapsed) + 1] += 1
+        if self.access_log:
+            request[ACCESS] = (cmq_action_label(key), str(code), started)
         return web.Response(body=text.encode(), content_type="application/json")
 
     async def _pairs(self, request: web.Request) -> list[tuple[str, str]]:
@@ -124,6 +145,8 @@ class CmqEndpoint:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise MalformedRequest(f"request body is larger than the limit of {self.max_body} bytes") from None
+            except ConnectionResetError:  # the client left, or was cut off for sending too slowly
+                raise MalformedRequest("the connection closed before the request body arrived") from None
             if not raw and request.rel_url.raw_query_string:
                 return decode_pairs(request.rel_url.raw_query_string)
             try:

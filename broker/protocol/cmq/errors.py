@@ -59,6 +59,7 @@ CODES: dict[type, tuple[int, int]] = {
     e.NoSubscription: (6030, 10650),
     e.NoMatchingSubscription: (6030, 10730),
     e.StorageUnavailable: (6000, 10090),
+    e.TooManyLongPolls: (6000, 10050),
 }
 
 # Batch delete outcomes, which are replies of their own rather than domain errors.

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import hmac
 
-from ...errors import SignatureMismatch, UnknownSecretId
+from ...errors import SignatureExpired, SignatureMismatch, UnknownSecretId
 
 _BODY_KEYS = ("msgbody",)
 
@@ -45,9 +45,14 @@ def verify(
     pairs: list[tuple[str, str]],
     secret_id: str,
     secret_key: str,
+    now: float | None = None,
+    max_skew: float = 300,
 ) -> None:
-    """Raise unless the request carries `secret_id` and a signature made with `secret_key`."""
+    """Raise unless the request carries `secret_id` and a signature made with `secret_key`, and
+    (when `now` is given) a `Timestamp` within `max_skew` seconds of it: a captured request
+    cannot be replayed later than that."""
     given_id = given_sig = sign_method = ""
+    timestamp = None
     has_bodies = False
     for key, value in pairs:
         if key == "SecretId":
@@ -56,6 +61,8 @@ def verify(
             given_sig = value
         elif key == "SignatureMethod":
             sign_method = value
+        elif key == "Timestamp":
+            timestamp = value
         elif key.lower().split(".", 1)[0] in _BODY_KEYS:
             has_bodies = True
     if not hmac.compare_digest(given_id.encode(), secret_id.encode()):
@@ -71,8 +78,21 @@ def verify(
             src = f"{method}{candidate_host}{path}?{joined}".encode("utf-8", "surrogatepass")
             sig = base64.b64encode(hmac.new(key, src, digest).digest())
             if hmac.compare_digest(sig, expected):
+                if now is not None:
+                    _check_timestamp(timestamp, now, max_skew)
                 return
     raise SignatureMismatch(
         "Signature does not match: sign METHOD + Host + /v2/index.php + '?' + the sorted parameters "
         f"with {'HmacSHA256' if digest is hashlib.sha256 else 'HmacSHA1'}"
     )
+
+
+def _check_timestamp(raw: str | None, now: float, max_skew: float) -> None:
+    if raw is None:
+        raise SignatureExpired("Timestamp is missing: signed requests carry the Unix time they were made")
+    if not (raw.isdigit() and raw.isascii() and len(raw) <= 12):
+        raise SignatureExpired(f"Timestamp must be Unix seconds, got {raw[:20]!r}")
+    skew = abs(now - int(raw))
+    if skew > max_skew:
+        raise SignatureExpired(f"Timestamp {raw} is {skew:.0f} s from the broker's clock ({now:.0f}); the limit is "
+                               f"{max_skew:.0f} s (--signature-max-skew): a request that old is refused as a replay")
