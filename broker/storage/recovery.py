@@ -38,6 +38,7 @@ from .wal import StorageError, Wal
 log = logging.getLogger("broker.storage")
 
 FLUSH_INTERVAL = 0.1  # seconds between background flushes of records nobody waits for
+FLUSH_BACKOFF_MAX = 2.0  # seconds between retries while the disk keeps failing
 SNAPSHOT_BYTES = 64 * 1024 * 1024  # log size that triggers a snapshot
 MAX_BACKLOG = 64 * 1024 * 1024  # unwritten bytes past which changes are refused (disk full)
 
@@ -129,17 +130,25 @@ class Durability:
     # -- background -----------------------------------------------------------------------
 
     async def _background(self) -> None:
+        pause = FLUSH_INTERVAL
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await asyncio.sleep(pause)
             try:
                 if self._durable < self._appended:
                     await self._commit()
                 if self._wal.log_bytes() > self._snapshot_bytes and not self._snapshotting:
                     await self.snapshot()
-            except StorageError as exc:
-                log.error("background flush failed: %s (will retry)", exc)
-            except Exception:
-                log.exception("background flush failed")
+                if pause > FLUSH_INTERVAL:
+                    log.warning("the data directory accepts writes again")
+                pause = FLUSH_INTERVAL
+            except Exception as exc:
+                # A full or failing disk: retry, but back off (up to FLUSH_BACKOFF_MAX) so a long
+                # outage neither floods the log nor rewrites the backlog ten times a second.
+                if not isinstance(exc, StorageError):
+                    log.exception("background flush failed")
+                elif pause == FLUSH_INTERVAL:  # the first failure of an outage; the rest are alike
+                    log.error("background flush failed: %s (retrying, less often while it fails)", exc)
+                pause = min(pause * 2, FLUSH_BACKOFF_MAX)
 
     def _state(self) -> dict:
         """A copy of the whole state. Taken in one go (it must be consistent with the log's
