@@ -52,18 +52,18 @@ def table(headers: tuple[str, ...], rows: list[tuple]) -> None:
 
 def names(client: Client, action: str, key: str, prefix: str | None) -> list[str]:
     """Every queue or topic name (the List actions page by 50), optionally by prefix."""
-    names: list[str] = []
+    found: list[str] = []
     offset = 0
     while True:
         reply = client.call(action, searchWord=prefix or None, offset=offset, limit=50)
         page = reply.get(key + "List") or []
-        names += [item[key + "Name"] for item in page]
+        found += [item[key + "Name"] for item in page]
         offset += len(page)
         if not page or offset >= reply.get("totalCount", 0):
             break
     if prefix:  # searchWord matches anywhere in the name; a prefix is what people expect
-        names = [n for n in names if n.lower().startswith(prefix.lower())]
-    return sorted(names, key=str.lower)
+        found = [n for n in found if n.lower().startswith(prefix.lower())]
+    return sorted(found, key=str.lower)
 
 
 def missing_ok(call, *args, **kwargs):
@@ -98,7 +98,7 @@ def queue_create(client: Client, args) -> int:
     return 0
 
 
-def queuedelete(client: Client, args) -> int:
+def queue_delete(client: Client, args) -> int:
     client.call("DeleteQueue", queueName=args.name)
     print(f"deleted queue {args.name}")
     return 0
@@ -140,7 +140,7 @@ def _show_messages(messages: list[dict], as_json: bool, state: bool = False) -> 
                       m["dequeueCount"], one_line(m["msgBody"])) for m in messages])
 
 
-def queuereceive(client: Client, args) -> int:
+def queue_receive(client: Client, args) -> int:
     got: list[dict] = []
     deadline = time.monotonic() + args.wait
     while len(got) < args.n:
@@ -197,7 +197,7 @@ def topic_create(client: Client, args) -> int:
     return 0
 
 
-def topicdelete(client: Client, args) -> int:
+def topic_delete(client: Client, args) -> int:
     client.call("DeleteTopic", topicName=args.name)
     print(f"deleted topic {args.name}")
     return 0
