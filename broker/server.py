@@ -146,7 +146,9 @@ async def start(config: Config, clock: Clock | None = None) -> Running:
     app = build_app(config, clock)
     # A GET carries its parameters in the request line (the CMQ SDK's GET mode): allow it what a
     # POST body may hold, instead of aiohttp's 8 KiB, which refused big messages with a bare 400.
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False,
+    # handler_cancellation: a client that disconnects cancels its handler, so a long poll it left
+    # gives its place back at once instead of taking the next message for nobody.
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE, handle_signals=False, handler_cancellation=True,
                            max_line_size=config.max_request_bytes + 1024,
                            **logs.runner_options(config.access_log))
     try:

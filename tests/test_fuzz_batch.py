@@ -55,7 +55,9 @@ def resolve(obj: Any) -> Any:
 
 
 def mostly(valid: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrategy:
-    return st.integers(0, 4).flatmap(lambda k: odd if k == 0 else valid)
+    """`odd` one time in twelve: a request has a dozen such choices, and about half of all
+    requests should be valid to reach deep (the mutations add more invalid ones)."""
+    return st.integers(0, 11).flatmap(lambda k: odd if k == 0 else valid)
 
 
 # -- JSON values ----------------------------------------------------------------------------------
@@ -66,11 +68,13 @@ leaves = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_
 any_json = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
                         | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)
 # Integers the way clients get them wrong: out of range, floats, booleans, strings of digits.
-ODD_NUMBERS = [1.5, True, False, "5", "--5", "²", "١٢", "0x10", " 7", "", None, [], {}, 2**63, -(2**63), 10**30]
+ODD_NUMBERS = [1.5, True, False, "", None, [], {}, 2**63, -(2**63), 10**30]
+DIGIT_STRINGS = ["5", "-1", "--5", "²", "١٢", "0x10", " 7", "1_0", "-"]
 
 
 def number(lo: int, hi: int) -> st.SearchStrategy:
-    return mostly(st.integers(lo, hi), st.sampled_from([lo - 1, hi + 1, *ODD_NUMBERS]))
+    odd = st.sampled_from([lo - 1, hi + 1, *ODD_NUMBERS]) | st.sampled_from(DIGIT_STRINGS)
+    return st.integers(0, 5).flatmap(lambda k: odd if k == 0 else st.integers(lo, hi))
 
 
 def ids(kind: str) -> st.SearchStrategy:
@@ -84,8 +88,9 @@ ZONES = ["ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-2"]
 ODD_ZONES = ["ap-shanghai-2", "ap-guangzhou-9", "ap-guangzhou", "", "AP-GUANGZHOU-3"]
 TYPES = ["S5.MEDIUM4", "S5.SMALL2", "SA2.MEDIUM4", "SIM.CREATION_FAILED", "SIM.ABNORMAL"]
 ODD_TYPES = ["S1.SMALL1", "M5.MEDIUM16", "NOPE.X", "", "s5.medium4"]
-EVENTS = ["JobSucceed", "JOB_FAILED", "job_running", "TaskSucceed", "TASK_INSTANCE_FAILED",
-          "COMPUTE_NODE_CREATED", "ComputeEnvCreated", "COMPUTE_ENV_DELETED", "JobSucceeded"]
+JOB_EVENTS = ["JobSucceed", "JOB_FAILED", "job_running", "TaskSucceed", "TASK_INSTANCE_FAILED", "JobSucceeded",
+              "COMPUTE_NODE_CREATED"]
+ENV_EVENTS = ["ComputeEnvCreated", "COMPUTE_ENV_DELETED", "COMPUTE_NODE_RUNNING", "compute-node-abnormal"]
 SIM_VALUES = ["0", "1", "3", "0,3", "0.2", "2", "0,0,1"]
 ODD_SIM_VALUES = ["nan", "inf", "-inf", "1e308", "-1", "", " ", "1_0", "0x1", "²", "--1", ",", "1,,2", "1e-400"]
 
@@ -93,20 +98,23 @@ placement = mostly(st.fixed_dictionaries({"Zone": mostly(st.sampled_from(ZONES),
                    any_json)
 env_data = st.fixed_dictionaries(
     {"InstanceType": mostly(st.sampled_from(TYPES), st.sampled_from(ODD_TYPES) | any_json)},
-    optional={"ImageId": st.sampled_from(["img-123", "bad", 5]), "InstanceTypes": st.lists(st.sampled_from(TYPES))})
+    optional={"ImageId": mostly(st.just("img-123"), st.sampled_from(["bad", 5])),
+              "InstanceTypes": st.lists(st.sampled_from(TYPES))})
 anonymous_env = st.fixed_dictionaries({"EnvType": mostly(st.just("MANAGED"), st.sampled_from(["UNMANAGED", 1])),
                                        "EnvData": mostly(env_data, any_json)})
 env_vars = st.lists(st.fixed_dictionaries({
     "Name": st.sampled_from(["BATCH_SIM_EXIT_CODE", "BATCH_SIM_DURATION", "BATCH_SIM_FAIL_ATTEMPTS", "OTHER"]),
     "Value": mostly(st.sampled_from(SIM_VALUES), st.sampled_from(ODD_SIM_VALUES) | any_json)}), max_size=3)
-notifications = st.lists(st.fixed_dictionaries({
-    "TopicName": mostly(st.just(TOPIC), st.sampled_from(["nosuch", "", "t" * 65]) | any_json),
-    "EventConfigs": mostly(st.lists(st.fixed_dictionaries(
-        {"EventName": mostly(st.sampled_from(EVENTS), JUNK_TEXT)},
-        optional={"EventVars": st.lists(st.fixed_dictionaries({"Name": JUNK_TEXT, "Value": JUNK_TEXT}), max_size=2)}),
-        min_size=1, max_size=3), any_json)}), max_size=2)
-tags = mostly(st.lists(st.fixed_dictionaries({"Key": st.sampled_from(["team", "env"]), "Value": JUNK_TEXT}),
-                       max_size=3), any_json)
+def notifications(events: list[str]) -> st.SearchStrategy:
+    return st.lists(st.fixed_dictionaries({
+        "TopicName": mostly(st.just(TOPIC), st.sampled_from(["nosuch", "", "t" * 65]) | any_json),
+        "EventConfigs": mostly(st.lists(st.fixed_dictionaries(
+            {"EventName": mostly(st.sampled_from(events), st.sampled_from(JOB_EVENTS + ENV_EVENTS) | JUNK_TEXT)},
+            optional={"EventVars": st.lists(st.fixed_dictionaries({"Name": JUNK_TEXT, "Value": JUNK_TEXT}),
+                                            max_size=2)}),
+            min_size=1, max_size=3, unique_by=lambda c: c["EventName"]), any_json)}), max_size=2)
+tags = mostly(st.lists(st.fixed_dictionaries({"Key": mostly(st.sampled_from(["team", "env"]), any_json),
+                                              "Value": mostly(JUNK_TEXT, any_json)}), max_size=3), any_json)
 TASK_NAMES = ["main", "second", "T-3"]
 
 
@@ -114,7 +122,7 @@ TASK_NAMES = ["main", "second", "T-3"]
 def task(draw) -> dict:
     spec = {"TaskName": draw(mostly(st.sampled_from(TASK_NAMES), st.sampled_from(["", "x" * 61, 5, None]))),
             "Application": draw(mostly(st.just({"DeliveryForm": "LOCAL", "Command": "echo hi"}), any_json))}
-    where = draw(st.sampled_from(["anonymous"] * 3 + ["named"] * 2 + ["both", "neither"]))
+    where = draw(st.sampled_from(["anonymous"] * 6 + ["named"] * 3 + ["both", "neither"]))
     if where in ("anonymous", "both"):
         spec["ComputeEnv"] = draw(mostly(anonymous_env, any_json))
     if where in ("named", "both"):
@@ -131,16 +139,16 @@ def task(draw) -> dict:
 
 @st.composite
 def job(draw) -> dict:
-    tasks = draw(st.lists(task(), min_size=1, max_size=3))
+    tasks = draw(st.lists(task(), min_size=1, max_size=3, unique_by=lambda t: repr(t.get("TaskName"))))
     spec = {"JobName": draw(mostly(st.sampled_from(["fz-job", "作业"]), st.sampled_from(["", "j" * 61, 1]))),
             "Tasks": tasks}
     names = [t.get("TaskName") for t in tasks] or ["main"]
     optional = {
-        "Priority": number(0, 100), "Notifications": mostly(notifications, any_json), "Tags": tags,
+        "Priority": number(0, 100), "Notifications": mostly(notifications(JOB_EVENTS), any_json), "Tags": tags,
         "Dependences": st.lists(st.fixed_dictionaries({"StartTask": st.sampled_from(names),
                                                        "EndTask": st.sampled_from(names)}), max_size=2),
-        "TaskExecutionDependOn": st.sampled_from(["PRE_TASK_SUCCEED", "PRE_TASK_FINISHED", "x"]),
-        "StateIfCreateCvmFailed": st.sampled_from(["FAILED", "RUNNABLE", "x"]),
+        "TaskExecutionDependOn": mostly(st.sampled_from(["PRE_TASK_SUCCEED", "PRE_TASK_FINISHED"]), JUNK_TEXT),
+        "StateIfCreateCvmFailed": mostly(st.sampled_from(["FAILED", "RUNNABLE"]), JUNK_TEXT),
         "JobDescription": JUNK_TEXT,
     }
     for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=4)):
@@ -152,8 +160,8 @@ named_env = st.fixed_dictionaries(
     {"EnvName": mostly(st.sampled_from(["fz-env", "环境"]), st.sampled_from(["", "e" * 61, 3])),
      "EnvType": mostly(st.just("MANAGED"), JUNK_TEXT),
      "EnvData": mostly(env_data, any_json)},
-    optional={"DesiredComputeNodeCount": number(0, 2), "Notifications": mostly(notifications, any_json),
-              "ActionIfComputeNodeInactive": st.sampled_from(["RECREATE", "NOTHING", "x"]),
+    optional={"DesiredComputeNodeCount": number(0, 2), "Notifications": mostly(notifications(ENV_EVENTS), any_json),
+              "ActionIfComputeNodeInactive": mostly(st.sampled_from(["RECREATE", "NOTHING"]), JUNK_TEXT),
               "ResourceMaxRetryCount": number(0, 3), "EnvDescription": JUNK_TEXT, "Tags": tags})
 FILTER_NAMES = ["job-id", "job-name", "job-state", "zone", "env-id", "env-name", "resource-type", "tag-key",
                 "tag-value", "tag:team", "task-template-name", "compute-node-id", "task-instance-state",
@@ -321,6 +329,14 @@ def send(http: Http, action: str, params: dict) -> dict:
     return batch_reply(reply, (action, params))
 
 
+def check_tag_filter(http: Http, action: str, id_filter: str, obj_id: str, tags: Any) -> None:
+    """The object is found by its id and one of its tags, and not by a tag it lacks."""
+    for key, expected in (("team", 1 if any(t.get("Key") == "team" for t in tags or []) else 0), ("absent", 0)):
+        found = send(http, action, {"Filters": [{"Name": id_filter, "Values": [obj_id]},
+                                                {"Name": "tag-key", "Values": [key]}]})
+        assert batch_error(found) is None and found["TotalCount"] == expected, (found, tags)
+
+
 def check_consequences(http: Http, c: Call, sent: dict, response: dict) -> None:
     """What a success must have changed, as the Describe actions show it."""
     if c.action == "SubmitJob":
@@ -335,6 +351,7 @@ def check_consequences(http: Http, c: Call, sent: dict, response: dict) -> None:
         assert [t["TaskName"] for t in described["TaskSet"]] == [t["TaskName"] for t in spec["Tasks"]]
         info = send(http, "DescribeJobSubmitInfo", {"JobId": job_id})
         assert info["Tasks"] == spec["Tasks"], (info, spec)
+        check_tag_filter(http, "DescribeJobs", "job-id", job_id, spec.get("Tags"))
     elif c.action == "CreateComputeEnv":
         env_id = response["EnvId"]
         if env_id in KNOWN["env"]:
@@ -346,6 +363,7 @@ def check_consequences(http: Http, c: Call, sent: dict, response: dict) -> None:
         assert described["EnvName"] == spec["EnvName"], (described, spec)
         assert described["DesiredComputeNodeCount"] == int(spec.get("DesiredComputeNodeCount") or 0), described
         KNOWN["node"] += [n["ComputeNodeId"] for n in described["ComputeNodeSet"]]
+        check_tag_filter(http, "DescribeComputeEnvs", "env-id", env_id, spec.get("Tags"))
     elif c.action == "CreateTaskTemplate":
         template_id = response["TaskTemplateId"]
         KNOWN["tmpl"].append(template_id)

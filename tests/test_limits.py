@@ -136,3 +136,19 @@ def test_oversized_headers_are_refused_without_harm():
         assert reply.split(b" ", 2)[1] == b"400" and b"Got more than 8190 bytes" in reply  # aiohttp: field over 8190 bytes
         assert post(b.url, b"Action=ListQueue")[1]["code"] == 0
         assert "Traceback" not in b.stderr()
+
+
+def test_a_long_poll_whose_client_left_takes_no_message_and_frees_its_slot():
+    with run_broker(["--port", "0", "--max-long-polls", "1"]) as b:
+        name = unique_name()
+        q = b.account().get_queue(name)
+        q.create(queue_meta(visibilityTimeout=600))
+        body = f"Action=ReceiveMessage&queueName={name}&pollingWaitSeconds=30".encode()
+        gone = connect(b.port)
+        gone.sendall(b"POST /v2/index.php HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.5)  # parked now, holding the only slot
+        gone.close()
+        time.sleep(0.5)
+        q.send_message(Message("for someone still here"))
+        got = b.account().get_queue(name).receive_message(5)  # would be refused if the slot were held
+        assert got.msgBody == "for someone still here" and got.dequeueCount == 1

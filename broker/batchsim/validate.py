@@ -58,7 +58,7 @@ def integer(container: dict, key: str, where: str, default: int, lo: int, hi: in
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.lstrip("-").isdigit():
+        if isinstance(value, str) and value.removeprefix("-").isascii() and value.removeprefix("-").isdigit():
             value = int(value)
         else:
             raise InvalidBatchParameterValue(f"{path(where, key)} must be an integer, got {value!r}")
@@ -91,6 +91,19 @@ def choice(container: dict, key: str, where: str, options: tuple[str, ...]) -> s
     return value
 
 
+def tags(raw: Any, where: str, most: int | None = None) -> list:
+    """Tags: a list of {"Key": str, "Value": str}. They are echoed and the Describe* filters
+    match on them, so nothing else may be stored."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or (most is not None and len(raw) > most):
+        raise InvalidBatchParameter(f"{where} must be a list of {f'at most {most} ' if most else ''}tags")
+    for i, tag in enumerate(raw):
+        if not (isinstance(tag, dict) and isinstance(tag.get("Key"), str) and isinstance(tag.get("Value"), str)):
+            raise InvalidBatchParameter(f"{where}.{i} must be an object with a string Key and a string Value")
+    return raw
+
+
 def zone(placement: Any, region: str) -> str:
     placement = obj(placement, "Placement")
     name = placement.get("Zone")
@@ -113,7 +126,7 @@ def instance_type(env_data: dict, where: str, zone: str | None = None) -> tuple[
             raise InvalidBatchParameterValue(f"{path(where, 'EnvData')} needs InstanceType or InstanceTypes",
                                              "InstanceTypesEmpty")
         name = types[0]
-    if name in FAULT_TYPES:
+    if isinstance(name, str) and name in FAULT_TYPES:  # JSON may give a list or an object here
         return name, 1, 1, FAULT_TYPES[name]
     found = catalogue.instance_type(name) if isinstance(name, str) else None
     if found is None:
@@ -150,7 +163,7 @@ def env_vars(raw: Any, where: str) -> dict[str, str]:
             try:
                 values = [cast(v) for v in str(out[key]).split(",")]
                 if cast is not int or key != SIM_EXIT_CODE:
-                    if any(v < 0 for v in values):
+                    if any(not v >= 0 for v in values):  # NaN too: it is no number of seconds
                         raise ValueError
             except ValueError:
                 raise InvalidBatchParameterValue(
@@ -193,6 +206,7 @@ def job(raw: Any, env_exists, zone: str | None = None) -> dict:
     integer(spec, "Priority", "Job", 0, 0, 100)
     choice(spec, "TaskExecutionDependOn", "Job", DEPEND_ON)
     choice(spec, "StateIfCreateCvmFailed", "Job", CVM_FAILED_STATES)
+    tags(spec.get("Tags"), "Job.Tags")
     tasks = spec.get("Tasks")
     if not isinstance(tasks, list) or not tasks:
         raise InvalidBatchParameter("Job.Tasks must hold at least one task")
@@ -259,6 +273,7 @@ def named_env(raw: Any, zone: str | None = None) -> dict:
     integer(spec, "DesiredComputeNodeCount", "ComputeEnv", 0, 0, MAX_NODES)
     integer(spec, "ResourceMaxRetryCount", "ComputeEnv", 7, 0, 100)
     choice(spec, "ActionIfComputeNodeInactive", "ComputeEnv", ("RECREATE", "NOTHING"))
+    tags(spec.get("Tags"), "ComputeEnv.Tags")
     return spec
 
 

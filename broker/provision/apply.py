@@ -6,10 +6,10 @@ data directory) records nothing. Attributes the file leaves out are left as they
 nothing is ever deleted. A compute environment is identified by its EnvName (the simulator
 assigns its id): an ACTIVE environment of that name counts as already provisioned.
 
-Two phases. `_check` judges everything that depends on the broker's current state (a referenced
-topic or queue that is neither declared nor present, a topic's filterType or a subscription's
-endpoint that cannot change, the limits) before anything changes, so a refused file normally
-leaves no trace. Then every change goes through the engine's and the simulator's own entry
+Two phases. The `_check_*` functions judge everything that depends on the broker's current
+state (a referenced topic or queue that is neither declared nor present, a topic's filterType or
+a subscription's endpoint that cannot change, the limits) before anything changes, so a refused
+file normally leaves no trace. Then every change goes through the engine's and the simulator's own entry
 points, exactly as the CMQ and Batch actions do: the same checks, journal records and events.
 """
 
@@ -23,21 +23,10 @@ from ..batchsim import states as S
 from ..batchsim.model import Env
 from ..engine import Broker
 from ..engine.topic import FILTER_ROUTING, FILTER_TAGS, MAX_SUBSCRIPTIONS
-from ..errors import BatchError, BrokerError, StorageUnavailable
-from .plan import EnvDecl, Plan, ProvisionError, QueueDecl, SubscriptionDecl, TopicDecl, Where, batch_error_key
-from .plan import show, strip_subject
+from ..errors import BrokerError, StorageUnavailable
+from .plan import EnvDecl, Plan, ProvisionError, QueueDecl, SubscriptionDecl, TopicDecl, Where, engine_error, show
 
 log = logging.getLogger("broker.provision")
-
-_CMQ_ALIASES = {"queueName": "name", "topicName": "name", "subscriptionName": "name", "filterTag": "filterTags"}
-
-
-def _engine_error(where: Where, exc: BrokerError, key: str) -> ProvisionError:
-    if isinstance(exc, BatchError):
-        found, detail = batch_error_key(exc.message, key)
-        return where.error(found, detail)
-    param = getattr(exc, "param", None) or key
-    return where.error(_CMQ_ALIASES.get(param, param), strip_subject(exc.message, param))
 
 
 def _exists(lookup, name: str) -> Any:
@@ -55,68 +44,68 @@ def find_env(sim: BatchSim, name: str) -> Env | None:
 
 # -- phase 1: judge the plan against the state -------------------------------------------------
 
-def _check(plan: Plan, broker: Broker, sim: BatchSim) -> None:
-    queues = {q.name.lower() for q in plan.queues}
-    topics = {t.name.lower(): t for t in plan.topics}
-
-    total = broker.list_queues("", 0, 0)[0]
+def _check_queues(plan: Plan, broker: Broker) -> None:
+    total, limit = broker.list_queues("", 0, 0)[0], broker.limits.max_queues
     for q in plan.queues:
         queue = _exists(broker.get_queue, q.name)
         if queue is None:
             total += 1
-            if total > broker.limits.max_queues:
-                raise q.where.error("name", f"one queue too many: the broker holds at most {broker.limits.max_queues} "
-                                            "(--max-queues)")
-        else:
-            try:
-                queue.settings.updated(q.settings)
-            except BrokerError as exc:
-                raise _engine_error(q.where, exc, "name") from None
+            if total > limit:
+                raise q.where.error("name", f"one queue too many: the broker holds at most {limit} (--max-queues)")
+            continue
+        try:
+            queue.settings.updated(q.settings)  # declared values may clash with ones the file leaves out
+        except BrokerError as exc:
+            raise engine_error(q.where, exc, "name") from None
 
-    total = broker.list_topics("", 0, 0)[0]
+
+def _check_topics(plan: Plan, broker: Broker) -> None:
+    total, limit = broker.list_topics("", 0, 0)[0], broker.limits.max_topics
     for t in plan.topics:
         topic = _exists(broker.get_topic, t.name)
         if topic is None:
             total += 1
-            if total > broker.limits.max_topics:
-                raise t.where.error("name", f"one topic too many: the broker holds at most {broker.limits.max_topics} "
-                                            "(--max-topics)")
+            if total > limit:
+                raise t.where.error("name", f"one topic too many: the broker holds at most {limit} (--max-topics)")
             continue
         if t.filter_type is not None and t.filter_type != topic.filter_type:
             raise t.where.error("filterType", f"the topic exists with filterType {topic.filter_type}, which cannot "
                                               f"change: declare filterType = {topic.filter_type}, or delete the topic "
                                               "first")
-        try:
-            topic.settings.updated(t.settings)
-        except BrokerError as exc:
-            raise _engine_error(t.where, exc, "name") from None
 
-    new_subs: dict[str, int] = {}
+
+def _check_subscriptions(plan: Plan, broker: Broker) -> None:
+    queues = {q.name.lower() for q in plan.queues}
+    topics = {t.name.lower(): t for t in plan.topics}
+    added: dict[str, int] = {}  # new subscriptions per topic
     for s in plan.subscriptions:
-        topic = _exists(broker.get_topic, s.topic)
-        declared = topics.get(s.topic.lower())
+        topic, declared = _exists(broker.get_topic, s.topic), topics.get(s.topic.lower())
         if topic is None and declared is None:
-            raise s.where.error("topic", f"no topic {show(s.topic)}: declare it in a [[topic]] table, or create it first")
+            raise s.where.error("topic", f"no topic {show(s.topic)}: declare it in a [[topic]] table, or create it "
+                                         "first")
         if s.protocol == "queue" and s.endpoint.lower() not in queues and _exists(broker.get_queue, s.endpoint) is None:
-            raise s.where.error("endpoint", f"no queue {show(s.endpoint)}: declare it in a [[queue]] table, or create it "
-                                            "first")
+            raise s.where.error("endpoint", f"no queue {show(s.endpoint)}: declare it in a [[queue]] table, or create "
+                                            "it first")
         sub = _exists(topic.get_subscription, s.name) if topic is not None else None
         if sub is not None:
-            same_endpoint = (sub.endpoint.lower() == s.endpoint.lower() if s.protocol == "queue"  # queue names
-                             else sub.endpoint == s.endpoint)                                   # ignore case
-            if sub.protocol != s.protocol or not same_endpoint:
-                key = "protocol" if sub.protocol != s.protocol else "endpoint"
-                raise s.where.error(key, f"the subscription exists with protocol {show(sub.protocol)} and endpoint "
-                                         f"{show(sub.endpoint)}, which cannot change: declare those, or unsubscribe "
-                                         "it first")
+            # Queue names ignore case; URLs do not.
+            same = sub.endpoint.lower() == s.endpoint.lower() if s.protocol == "queue" else sub.endpoint == s.endpoint
+            if sub.protocol != s.protocol or not same:
+                raise s.where.error("protocol" if sub.protocol != s.protocol else "endpoint",
+                                    f"the subscription exists with protocol {show(sub.protocol)} and endpoint "
+                                    f"{show(sub.endpoint)}, which cannot change: declare those, or unsubscribe it "
+                                    "first")
             continue
         filter_type = topic.filter_type if topic is not None else (declared.filter_type or FILTER_TAGS)
         if broker.strict and filter_type == FILTER_ROUTING and not s.binding_keys:
             raise s.where.error("bindingKey", "required in strict mode for a subscription to a routing-key topic")
-        count = new_subs[s.topic.lower()] = new_subs.get(s.topic.lower(), 0) + 1
-        if count + (len(topic.subscriptions) if topic is not None else 0) > MAX_SUBSCRIPTIONS:
-            raise s.where.error("name", f"topic {s.topic!r} would have more than {MAX_SUBSCRIPTIONS} subscriptions")
+        added[s.topic.lower()] = added.get(s.topic.lower(), 0) + 1
+        if added[s.topic.lower()] + (len(topic.subscriptions) if topic is not None else 0) > MAX_SUBSCRIPTIONS:
+            raise s.where.error("name", f"topic {show(s.topic)} would have more than {MAX_SUBSCRIPTIONS} subscriptions")
 
+
+def _check_envs(plan: Plan, broker: Broker, sim: BatchSim) -> None:
+    topics = {t.name.lower() for t in plan.topics}
     for e in plan.envs:
         for i, note in enumerate(e.notifications):
             if note.topic.lower() not in topics and _exists(broker.get_topic, note.topic) is None:
@@ -204,13 +193,16 @@ def _guarded(where: Where, key: str, action) -> None:
     try:
         action()
     except BrokerError as exc:
-        raise _engine_error(where, exc, key) from None
+        raise engine_error(where, exc, key) from None
 
 
 def apply_plan(plan: Plan, broker: Broker, sim: BatchSim) -> list[str]:
     """Bring the broker in line with `plan`; return what changed, one line each (empty when
     nothing had to). Raises ProvisionError naming the line and key at fault."""
-    _check(plan, broker, sim)
+    _check_queues(plan, broker)
+    _check_topics(plan, broker)
+    _check_subscriptions(plan, broker)
+    _check_envs(plan, broker, sim)
     done: list[str] = []
     steps = [(_queue, broker, plan.queues, "name"), (_topic, broker, plan.topics, "name"),
              (_subscription, broker, plan.subscriptions, "name"), (_env, sim, plan.envs, "EnvName")]

@@ -135,7 +135,8 @@ class _Table:
             if key not in allowed:
                 hint = [k for k in allowed if k.lower() == key.lower()] or difflib.get_close_matches(key, allowed, 1)
                 tip = f'did you mean "{hint[0]}"? ' if hint else ""
-                raise self.where.error(key, f"unknown key; {tip}{self.where.label.split()[0]} takes {', '.join(allowed)}")
+                table = self.where.label.split()[0]
+                raise self.where.error(key, f"unknown key; {tip}{table} takes {', '.join(allowed)}")
 
     def get(self, key: str, kind: type, required: bool = False) -> Any:
         if key not in self.raw:
@@ -171,10 +172,6 @@ class _Table:
                 out[key] = value
         return out
 
-    def engine_error(self, exc: BrokerError, default_key: str, aliases: dict[str, str] | None = None) -> ProvisionError:
-        param = getattr(exc, "param", None) or default_key
-        return self.where.error((aliases or {}).get(param, param), strip_subject(exc.message, param))
-
 
 def _label(table: str, index: int, raw: dict, *keys: str) -> str:
     names = [raw.get(k) for k in keys]
@@ -192,7 +189,7 @@ def _queue(t: _Table) -> QueueDecl:
     try:
         QueueSettings().updated(settings)  # the rules between attributes (rewindSeconds)
     except BrokerError as exc:
-        raise t.engine_error(exc, "name") from None
+        raise engine_error(t.where, exc, "name") from None
     return QueueDecl(name, settings, t.where)
 
 
@@ -208,8 +205,6 @@ def _topic(t: _Table) -> TopicDecl:
 
 SUBSCRIPTION_KEYS = ["topic", "name", "protocol", "endpoint", "notifyStrategy", "notifyContentFormat",
                      "filterTags", "bindingKey"]
-# The engine names parameters as the CMQ API does; the file uses the attributes' names.
-_SUB_ALIASES = {"filterTag": "filterTags", "subscriptionName": "name", "topicName": "topic"}
 
 
 def _subscription(t: _Table) -> SubscriptionDecl:
@@ -230,7 +225,7 @@ def _subscription(t: _Table) -> SubscriptionDecl:
     except InvalidQueueName:
         raise t.where.error("endpoint", f"{show(endpoint)} is not a valid queue name") from None
     except BrokerError as exc:
-        raise t.engine_error(exc, "name", _SUB_ALIASES) from None
+        raise engine_error(t.where, exc, "name") from None
     return SubscriptionDecl(topic, name, protocol, endpoint, strategy, content_format, tags, keys, t.where)
 
 
@@ -252,6 +247,19 @@ def batch_error_key(message: str, default: str = "EnvName") -> tuple[str, str]:
     return m.group(1), rest
 
 
+# The engine names parameters as the CMQ API does; the file uses the attributes' names.
+_CMQ_ALIASES = {"queueName": "name", "subscriptionName": "name", "filterTag": "filterTags"}
+
+
+def engine_error(where: Where, exc: BrokerError, key: str) -> ProvisionError:
+    """An engine or simulator refusal as a ProvisionError naming the key at fault (`key` when the
+    refusal does not say)."""
+    param = getattr(exc, "param", None)
+    if param is None or param.startswith("ComputeEnv."):
+        return where.error(*batch_error_key(exc.message, key))
+    return where.error(_CMQ_ALIASES.get(param, param), strip_subject(exc.message, param))
+
+
 def _plain(value: Any) -> bool:
     """Whether a value can travel as JSON (the journal and the API views hold env specs)."""
     if isinstance(value, dict):
@@ -271,16 +279,18 @@ def _compute_env(t: _Table) -> EnvDecl:
             raise t.where.error(key, "dates, times, nan and inf have no place here")
     zone = t.raw["Zone"]
     if zone not in catalogue.zones():
-        raise t.where.error("Zone", f"{show(zone)} is not a simulated zone; use one of {', '.join(sorted(catalogue.zones()))}")
+        zones = ", ".join(sorted(catalogue.zones()))
+        raise t.where.error("Zone", f"{show(zone)} is not a simulated zone; use one of {zones}")
     for i, tag in enumerate(t.raw.get("Tags") or []):
-        if not isinstance(tag, dict) or set(tag) != {"Key", "Value"} or not all(isinstance(v, str) for v in tag.values()):
+        ok = isinstance(tag, dict) and set(tag) == {"Key", "Value"} and all(isinstance(v, str) for v in tag.values())
+        if not ok:
             raise t.where.error("Tags", f"item {i + 1} must be {{ Key = \"...\", Value = \"...\" }}, got {show(tag)}")
     spec = {k: v for k, v in t.raw.items() if k != "Zone"}
     try:
         validate.named_env(spec, zone)
         found = notes.parse(spec.get("Notifications"), notes.ENV_SCOPE, lambda topic: True, "ComputeEnv")
     except BrokerError as exc:
-        raise t.where.error(*batch_error_key(exc.message)) from None
+        raise engine_error(t.where, exc, "EnvName") from None
     return EnvDecl(spec["EnvName"], zone, spec, found, t.where)
 
 

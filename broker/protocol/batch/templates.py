@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ...batchsim import BatchSim
+from ...batchsim import BatchSim, validate
 from ...batchsim.events import iso
-from ...errors import InvalidBatchParameter
 from . import params as p
 from .app import Context, register
 
@@ -15,9 +14,7 @@ def _env_checker(sim: BatchSim):
 
 @register("CreateTaskTemplate")
 async def create_task_template(sim: BatchSim, params: dict, ctx: Context) -> dict:
-    tags = params.get("Tags")
-    if tags is not None and (not isinstance(tags, list) or len(tags) > 10):
-        raise InvalidBatchParameter("Tags must be a list of at most 10 tags")
+    tags = validate.tags(params.get("Tags"), "Tags", most=10)
     template = sim.templates.create(
         params.get("TaskTemplateName"), params.get("TaskTemplateInfo"), params.get("TaskTemplateDescription"),
         tags, sim.clock.time(), _env_checker(sim),
