@@ -31,8 +31,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # SIGTERM unwinds like Ctrl-C does, so a tail removes its temporary queue either way.
+    # SIGTERM unwinds like Ctrl-C does, so a tail removes its temporary queue either way. Ctrl-C
+    # is restored too: a shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt, so `events tail` could not be stopped the usual way.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(client, args)
     except CmqError as exc:
