@@ -1,4 +1,5 @@
-"""Shared machinery of the protocol fuzz tests (test_fuzz_cmq.py, test_fuzz_batch.py).
+"""Shared machinery of the protocol fuzz tests (test_fuzz_cmq.py, test_fuzz_cmq_model.py,
+test_fuzz_batch.py; docs/robustness.md, section Fuzzing, says what they generate and check).
 
 - Example counts: Hypothesis profiles `ci` (the default: small, derandomized, so CI is stable and
   a failure reproduces on the next run) and `deep` (thousands of examples, random, with the
@@ -9,6 +10,7 @@
   `FakeClock` the tests move by hand (`FakeClockBroker`), so visibility timeouts and delays
   happen exactly when a model says they do.
 - `Http`: a keep-alive http.client connection sending raw bytes (~1 ms a call).
+- `Tally` and `report()`: what a test generated, printed at the end of its module (pytest -s).
 - Reply checks: `cmq_reply()` and `batch_reply()` assert the protocol envelope.
 - `LogWatch`: ERROR records of the broker's and aiohttp's loggers. Every one is a bug here (an
   "internal error in request", a failed simulator step, a crashed push), so tests assert none.
@@ -24,11 +26,14 @@ import logging
 import os
 import re
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+from urllib.parse import quote_plus
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, event, settings
+from hypothesis.errors import InvalidArgument
 
 from broker.clock import FakeClock
 from broker.server import start
@@ -109,8 +114,9 @@ def fake_clock_broker(**config_settings: Any) -> Iterator[FakeClockBroker]:
         try:
             asyncio.run(lifetime())
         except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
+            if ready.done():
+                raise  # a crash after the start: the thread's excepthook shows it
+            ready.set_exception(exc)
 
     thread = threading.Thread(target=run, name="fuzz-broker", daemon=True)
     thread.start()
@@ -181,7 +187,7 @@ class Http:
 
 
 def form(pairs: list[tuple[str, str]]) -> bytes:
-    from urllib.parse import quote_plus
+    """A form body, encoded as the SDK encodes it."""
     return "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs).encode()
 
 
@@ -270,11 +276,22 @@ class LogWatch(logging.Handler):
             logging.getLogger(name).removeHandler(self)
 
 
-def report(title: str, stats) -> None:
-    """Print what a run generated (seen with pytest -s): runs, steps, calls by action and code."""
-    calls = sum(n for k, n in stats.items() if ":" in k)
-    print(f"\n{title}: {stats.get('runs', 0)} runs, {stats.get('steps', 0)} steps, {calls} calls")
-    for key, n in sorted(stats.items()):
-        if ":" in key:
-            print(f"  {n:7d}  {key}")
+class Tally(Counter):
+    """What a fuzz test generated: "examples" (or "runs" and "steps" of a state machine), and
+    calls by their outcome ("Action: code"), printed by `report()` at the end of the module."""
 
+    def call(self, outcome: str) -> None:
+        self[outcome] += 1
+        try:
+            event(outcome)  # also in --hypothesis-show-statistics
+        except InvalidArgument:  # outside a Hypothesis test (a state machine's teardown)
+            pass
+
+
+def report(title: str, tally: Tally) -> None:
+    """Print a tally (seen with pytest -s)."""
+    counts = ", ".join(f"{tally[k]} {k}" for k in ("examples", "runs", "steps") if tally[k])
+    calls = {k: n for k, n in tally.items() if ":" in k}
+    print(f"\n{title}: {counts}, {sum(calls.values())} calls")
+    for key, n in sorted(calls.items()):
+        print(f"  {n:7d}  {key}")

@@ -3,40 +3,43 @@
 The model is a plain description of what CMQ promises. Per queue: each message is ready,
 delayed (not visible until a due time), in flight (received, with its latest receipt handle,
 visible again at a due time) or kept (deleted, held for RewindQueue). Per topic: its filter
-type and subscriptions (a queue, filter tags or binding keys). Rules call the broker over HTTP
-(some through the official SDK) and predict the outcome: the reply code, the bodies received
-(oldest visible first, as the broker promises), the ids, which handles of a batch delete fail.
+type and subscriptions (a queue, filter tags or binding keys). Each step is one operation,
+drawn by weight: queue and topic management, sends, publishes, receives, deletes with live,
+stale and junk receipt handles, rewinds, purges, invalid calls, time passing. Each calls the
+broker over HTTP (sends, receives, deletes and counters also through the official SDK) and
+checks what the model predicts: the reply code, the bodies received (oldest visible first, as
+the broker promises), their ids and dequeue counts, which handles of a batch delete fail.
 
 Invariants after every step: GetQueueAttributes' activeMsgNum, inactiveMsgNum, delayMsgNum and
 rewindMsgNum equal the model's, and the broker logged no error. At the end every queue is
 drained (time moved past every timeout and delay) and the bodies received must be exactly the
 model's: nothing accepted is lost, nothing appears twice.
 
-Time is the broker's own FakeClock, moved only by the `advance` rules, so visibility timeouts and
-delays happen exactly when the model says. Retention is exercised by one rule that sets it to its
+Time is the broker's own FakeClock, moved only by the model, so visibility timeouts and delays
+happen exactly when the model says. Retention is exercised by one rule that sets it to its
 minimum (60 s) and moves time past it; otherwise it is the default 4 days, which no run reaches.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message as SdkMessage
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from fuzzing import Http, LogWatch, budget, cmq_reply, fake_clock_broker, form, report
 from broker.testing import PLACEHOLDER_ID, PLACEHOLDER_KEY
+
+from fuzzing import Http, LogWatch, Tally, budget, cmq_reply, fake_clock_broker, form, report
 
 READY, DELAYED, INFLIGHT, KEPT = "ready", "delayed", "inflight", "kept"
 BIG_HEAP = 100_000_000  # the default maxMsgHeapNum
 DEFAULT_RETENTION = 345_600
-MAX_SUBSCRIBED_TAGS = 5
 
 # Codes of the CMQ error table (broker/protocol/cmq/errors.py) that the model predicts.
 OK, INVALID, TOO_LARGE, FULL, BAD_HANDLE, NOT_FOUND, EXISTS, EXISTS_SUB, NO_MESSAGE = \
@@ -106,7 +109,7 @@ def utf8_len(text: str) -> int:
 
 
 RUNS = itertools.count(1)
-STATS: Counter = Counter()  # "Action: code" → calls, shown by report() (pytest -s)
+STATS = Tally()  # shown by report() (pytest -s)
 QNAMES = ["q0", "q1", "q2", "q3"]
 TNAMES = ["t0", "t1", "t2"]
 SNAMES = ["s0", "s1", "s2"]
@@ -134,6 +137,7 @@ class CmqModel(RuleBasedStateMachine):
         something to act on; the rules create and delete more."""
         STATS["runs"] += 1
         self.broker, self.http, self.account, self.watch = self.env
+        self.failed = False
         self.prefix = f"m{next(RUNS)}x"
         self.broker.advance(1)  # a fresh millisecond: no id of an earlier run shares this run's times
         self.now = self.broker.call(self.broker.clock.monotonic)
@@ -158,14 +162,14 @@ class CmqModel(RuleBasedStateMachine):
             else:
                 pairs.append((name, str(value)))
         reply = cmq_reply(self.http.request("POST", "/v2/index.php", form(pairs)), (action, params))
-        STATS[f"{action}: {reply['code']}"] += 1
+        STATS.call(f"{action}: {reply['code']}")
         return reply
 
     def expect(self, reply: dict, code: int, what: str = "") -> None:
         assert reply["code"] == code, f"{what or 'call'}: expected code {code}, got {reply}"
 
     def qname(self, key: str, variant) -> str:
-        """The queue's name as a client may spell it (any case), or an unknown one."""
+        """This run's name for a queue, spelt with `variant` (names ignore case)."""
         return variant(f"{self.prefix}{key}")
 
     def body(self, draw_text: str, extra: int) -> str:
@@ -214,8 +218,8 @@ class CmqModel(RuleBasedStateMachine):
     # -- queues ----------------------------------------------------------------------------
 
     def create_queue(self, data):
-        self.make_queue(data.draw(st.sampled_from(QNAMES)), data.draw(case), data.draw(st.sampled_from([None, 1, 5, 600])),
-                        data.draw(st.sampled_from([None, None, 0, 43200])))
+        self.make_queue(data.draw(st.sampled_from(QNAMES)), data.draw(case),
+                        data.draw(st.sampled_from([None, 1, 5, 600])), data.draw(st.sampled_from([None, None, 0, 43200])))
 
     def make_queue(self, key, variant, vt, rewind):
         name = self.qname(key, variant)
@@ -303,7 +307,7 @@ class CmqModel(RuleBasedStateMachine):
 
     def pick(self, data) -> tuple[Q | None, str]:
         """A queue of the model (any spelling), or now and then one that does not exist."""
-        if not self.queues or data.draw(st.integers(0, 9)) == 0:
+        if not self.queues or data.draw(st.integers(0, 9)) == 9:
             return None, f"{self.prefix}nosuch"
         q = self.queues[data.draw(st.sampled_from(sorted(self.queues)))]
         return q, data.draw(case)(q.name)
@@ -317,7 +321,7 @@ class CmqModel(RuleBasedStateMachine):
                 msg_id, code = self.account.get_queue(name).send_message(SdkMessage(body), delay).msgId, OK
             except CMQServerException as exc:
                 msg_id, code = None, exc.code
-            STATS[f"SendMessage (SDK): {code}"] += 1
+            STATS.call(f"SendMessage (SDK): {code}")
         else:
             reply = self.call("SendMessage", queueName=name, msgBody=body, delaySeconds=delay)
             msg_id, code = reply.get("msgId"), reply["code"]
@@ -357,7 +361,7 @@ class CmqModel(RuleBasedStateMachine):
                              "dequeueCount": m.dequeueCount}, OK
             except CMQServerException as exc:
                 got, code = None, exc.code
-            STATS[f"ReceiveMessage (SDK): {code}"] += 1
+            STATS.call(f"ReceiveMessage (SDK): {code}")
         else:
             reply = self.call("ReceiveMessage", queueName=name, pollingWaitSeconds=0)
             got, code = reply, reply["code"]
@@ -385,9 +389,9 @@ class CmqModel(RuleBasedStateMachine):
         for got in reply["msgInfoList"]:
             self.take(q, got)
 
-    def handles(self, data, q: Q) -> list[tuple[str, bool]]:
-        """Receipt handles with whether the model expects them to delete: live ones, stale ones
-        (deleted, received again, timed out) and junk."""
+    def handles(self, data, q: Q) -> list[str]:
+        """Receipt handles of the queue: live ones (of messages in flight), stale ones (of
+        messages deleted, received again or timed out since) and junk."""
         key = q.name.lower()
         live = [m.handle for m in q.msgs.values() if m.state == INFLIGHT]
         stale = [h for k, h in self.stale if k == key]
@@ -418,7 +422,7 @@ class CmqModel(RuleBasedStateMachine):
                 code = OK
             except CMQServerException as exc:
                 code = exc.code
-            STATS[f"DeleteMessage (SDK): {code}"] += 1
+            STATS.call(f"DeleteMessage (SDK): {code}")
         else:
             code = self.call("DeleteMessage", queueName=q.name, receiptHandle=handle)["code"]
         expected = OK if self.delete_one(q, handle) else BAD_HANDLE
@@ -451,8 +455,8 @@ class CmqModel(RuleBasedStateMachine):
         assert [(m["msgBody"], m["state"]) for m in reply["msgInfoList"]] == [(m.body, m.state) for m in live]
 
     def bad_parameter(self, data):
-        which = data.draw(st.sampled_from(["numOfMsg", "delaySeconds", "msgBody", "queueName"]))
         """Invalid calls change nothing (the counters invariant checks that)."""
+        which = data.draw(st.sampled_from(["numOfMsg", "delaySeconds", "msgBody", "queueName"]))
         name = self.queues[data.draw(st.sampled_from(sorted(self.queues)))].name if self.queues else "nosuch"
         if which == "numOfMsg":
             reply = self.call("BatchReceiveMessage", queueName=name, numOfMsg=data.draw(st.sampled_from(["", "x", 99])))
@@ -496,7 +500,7 @@ class CmqModel(RuleBasedStateMachine):
         q = self.queues[data.draw(st.sampled_from(sorted(self.queues)))]
         if q.max_heap != BIG_HEAP:
             return  # copies for a full queue wait for a retry: see set_queue_attributes
-        endpoint = f"{self.prefix}nosuch" if missing_queue == 0 else data.draw(case)(q.name)
+        endpoint = f"{self.prefix}nosuch" if missing_queue == 9 else data.draw(case)(q.name)
         self.subscribe_queue(t, q, sub_name, tags, keys, endpoint, fmt)
 
     def subscribe_queue(self, t: T, q: Q, sub_name: str, tags, keys, endpoint: str | None = None,
@@ -591,8 +595,9 @@ class CmqModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def step(self, data):
         op = data.draw(st.sampled_from([op for op in self.OPS if self.possible(op)]), label="op")
-        STATS[f"op {op}"] += 1
+        self.failed = True  # until the step ends well: a failed run's teardown only cleans up
         getattr(self, op)(data)
+        self.failed = False
 
     def advance_time(self, data):
         self.advance(data.draw(advances))
@@ -602,7 +607,7 @@ class CmqModel(RuleBasedStateMachine):
     def check_counters(self, q: Q, sdk: bool = False) -> None:
         if sdk:
             meta = self.account.get_queue(q.name).get_attributes()
-            STATS["GetQueueAttributes (SDK): 0"] += 1
+            STATS.call("GetQueueAttributes (SDK): 0")
             seen = (meta.activeMsgNum, meta.inactiveMsgNum, meta.delayMsgNum, meta.rewindmsgNum)
         else:
             reply = self.call("GetQueueAttributes", queueName=q.name)
@@ -616,13 +621,27 @@ class CmqModel(RuleBasedStateMachine):
         if not hasattr(self, "queues"):
             return
         STATS["steps"] += 1
+        self.failed = True
         for i, q in enumerate(self.queues.values()):
             self.check_counters(q, sdk=i == 1)
         self.watch.assert_clean()
+        self.failed = False
 
     def teardown(self):
         if not hasattr(self, "queues"):
             return
+        try:
+            if not self.failed:
+                self.drain_and_compare()
+        finally:  # the next run starts from an empty broker, whatever happened
+            for t in self.topics.values():
+                self.call("DeleteTopic", topicName=t.name)
+            for q in self.queues.values():
+                self.call("DeleteQueue", queueName=q.name)
+
+    def drain_and_compare(self) -> None:
+        """Nothing accepted is lost, nothing appears twice: past every timeout and delay, the
+        queue gives back exactly the model's messages, oldest first."""
         longest = max((m.due for q in self.queues.values() for m in q.msgs.values()), default=self.now)
         self.advance(max(0.0, longest - self.now) + 1)
         for q in self.queues.values():
@@ -639,18 +658,13 @@ class CmqModel(RuleBasedStateMachine):
                 f"missing {list((Counter(expected) - Counter(received)).elements())[:5]}, " \
                 f"unexpected {list((Counter(received) - Counter(expected)).elements())[:5]}"
             assert received == expected, f"queue {q.name}: drained out of order"
-        for t in self.topics.values():
-            self.expect(self.call("DeleteTopic", topicName=t.name), OK)
-        for q in self.queues.values():
-            self.expect(self.call("DeleteQueue", queueName=q.name), OK)
-        self.watch.assert_clean("teardown")
+        self.watch.assert_clean("the drain")
 
 
 @pytest.fixture(scope="module")
 def model_env():
     with LogWatch() as watch, fake_clock_broker() as broker:
         http = Http(broker.host, broker.port)
-        from cmq.account import Account
         account = Account(broker.url, PLACEHOLDER_ID, PLACEHOLDER_KEY)
         yield broker, http, account, watch
         http.close()
@@ -659,7 +673,7 @@ def model_env():
 def test_cmq_against_the_model(model_env):
     CmqModel.env = model_env
     STATS.clear()
-    run_state_machine_as_test(CmqModel, settings=budget(ci=50, deep=1500, stateful_step_count=40))
+    run_state_machine_as_test(CmqModel, settings=budget(ci=100, deep=2000, stateful_step_count=50))
     report("CMQ model", STATS)
 
 
