@@ -1,20 +1,13 @@
 """A small synchronous CMQ API 2.0 client, for the command line.
 
 The official SDK is only a test dependency, and the CLI should start fast, so this uses nothing
-but the standard library (no aiohttp, no engine imports). Requests are signed exactly as the SDK
-signs them, so the client works against a broker started with `--secret-id`/`--secret-key`
-(and would work against the cloud): HMAC over `POST + host + /v2/index.php + "?" + the sorted
-parameters`, with `_` in keys written as `.` and values starting with `@` left out.
-
-The broker's signature module only verifies, and importing it would pull in the aiohttp app
-through its package, so the few lines of signing live here.
+but the standard library and the broker's signature module (no aiohttp, no engine imports).
+Requests are signed exactly as the SDK signs them (`protocol/cmq/signature.py`, the same code
+that verifies), so the client works against a broker started with `--secret-id`/`--secret-key`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import random
 import socket
@@ -22,6 +15,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from .protocol.cmq import signature as cmq_signature
 
 PATH = "/v2/index.php"
 TIMEOUT = 10.0  # seconds for one reply, on top of any long-poll wait the request asks for
@@ -47,12 +42,7 @@ class CmqError(ClientError):
 
 def sign(secret_key: str, host: str, params: dict[str, str], method: str = "POST") -> str:
     """The SDK's signature of `params` (HmacSHA256 when SignatureMethod says so, else HmacSHA1)."""
-    kept = sorted(
-        (k, v) for k, v in params.items() if k != "Signature" and not (method == "POST" and v[:1] == "@")
-    )
-    source = f"{method}{host}{PATH}?" + "&".join(f"{k.replace('_', '.')}={v}" for k, v in kept)
-    digest = hashlib.sha256 if params.get("SignatureMethod") == "HmacSHA256" else hashlib.sha1
-    return base64.b64encode(hmac.new(secret_key.encode(), source.encode("utf-8"), digest).digest()).decode()
+    return cmq_signature.sign(method, host, PATH, list(params.items()), secret_key)
 
 
 def _flatten(params: dict) -> dict[str, str]:

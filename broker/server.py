@@ -23,7 +23,7 @@ from .gcpacer import GcPacer
 from . import logs, metrics
 from .netguard import GuardedSite
 from .protocol.batch import BatchEndpoint
-from .protocol.cmq import CmqEndpoint
+from .protocol.cmq.app import CmqEndpoint
 from .provision import load_plan, provision
 
 log = logging.getLogger("broker")

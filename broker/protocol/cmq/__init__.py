@@ -1,5 +1,6 @@
-"""CMQ API 2.0: form-encoded actions at /v2/index.php."""
+"""CMQ API 2.0: form-encoded actions at /v2/index.php.
 
-from .app import ACTIONS, CmqEndpoint
-
-__all__ = ["ACTIONS", "CmqEndpoint"]
+The endpoint is `app.CmqEndpoint` (with the `ACTIONS` table). This package imports nothing on
+its own, so `signature.py` (the one place that knows how CMQ signs) is usable without aiohttp:
+the command-line client signs with it.
+"""
