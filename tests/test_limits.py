@@ -152,3 +152,19 @@ def test_a_long_poll_whose_client_left_takes_no_message_and_frees_its_slot():
         q.send_message(Message("for someone still here"))
         got = b.account().get_queue(name).receive_message(5)  # would be refused if the slot were held
         assert got.msgBody == "for someone still here" and got.dequeueCount == 1
+
+
+def test_more_than_128_headers_are_refused_and_120_are_served():
+    with run_broker(["--port", "0"]) as b:
+        def request(n_headers: int) -> bytes:
+            s = connect(b.port)
+            extra = b"".join(b"X-H%d: v\r\n" % i for i in range(n_headers))
+            s.sendall(b"POST /v2/index.php HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n" + extra
+                      + b"Connection: close\r\n\r\nAction=ListQueue")
+            return read_all(s, 5)
+
+        assert b'"code":0' in request(120)
+        refused = request(130)
+        assert refused.split(b" ", 2)[1] == b"400" and b"Too many headers" in refused
+        assert post(b.url, b"Action=ListQueue")[1]["code"] == 0
+        assert "Traceback" not in b.stderr()
