@@ -30,13 +30,19 @@ def iso(t: float | None) -> str | None:
 class EventPublisher:
     def __init__(self, broker: Broker, listener: Callable[[dict], None] | None = None):
         self._broker = broker
-        self._listener = listener  # sees every event built, published or not (tests, console)
+        # Each sees every event built, published or not (tests, the console's timelines).
+        self._listeners: list[Callable[[dict], None]] = [listener] if listener is not None else []
         self.published = 0
+
+    def add_listener(self, listener: Callable[[dict], None]) -> None:
+        self._listeners.append(listener)
 
     def emit(self, notifications: list[Notification], name: str, batch: dict[str, Any], region: str) -> None:
         now = iso(self._broker.clock.time())
-        if self._listener is not None:
-            self._listener({"EventName": name, "EventTime": now, "Region": region, "Batch": batch})
+        if self._listeners:
+            seen = {"EventName": name, "EventTime": now, "Region": region, "Batch": batch}
+            for listener in self._listeners:
+                listener(seen)
         for notification in notifications:
             if name not in notification.events:
                 continue

@@ -9,7 +9,7 @@ bounded on both axes; the timelines live in memory only and start empty after a 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Any, Callable
+from typing import Any
 
 from ..batchsim import BatchSim
 from .decode import event_row
@@ -26,16 +26,8 @@ class Timeline:
         self._seq = 0
 
     def attach(self) -> None:
-        """Listen to the simulator's events, after whoever listened before (tests may)."""
-        publisher = self._sim.events
-        before: Callable[[dict], None] | None = publisher._listener
-        if before is None:
-            publisher._listener = self.record
-        else:
-            def both(event: dict) -> None:
-                before(event)
-                self.record(event)
-            publisher._listener = both
+        """Listen to the simulator's events (beside whoever else listens: tests may)."""
+        self._sim.events.add_listener(self.record)
 
     def record(self, event: dict[str, Any]) -> None:
         row = event_row(event)
