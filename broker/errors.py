@@ -1,11 +1,24 @@
 """The domain error tree.
 
-Engine and protocol layers raise these; each protocol maps them to its own wire codes in exactly
-one table (`protocol/cmq/errors.py`, `protocol/batch/errors.py`). Nothing here knows a wire code. The message is plain text
-for humans and always names the parameter or object at fault.
+Engine and protocol layers raise these; each protocol maps them to its own wire codes and field
+names in exactly one function (`protocol/cmq/errors.py`, `protocol/api3/errors.py`, the
+console's table). Nothing here knows a wire code. The message is plain text for humans and
+always names the parameter or object at fault.
+
+Field names. The engine names the value at fault neutrally (`InvalidParameter.field`, one of
+FIELDS below, or a queue/topic setting by its domain name such as `visibilityTimeout`), with
+`index` its 1-based position in a list (0: not in a list). Its message is a function of the
+name, so each protocol words it with its own parameter name: CMQ says `msgBody.3`, another API
+may say `MsgContent`. Protocol decoders, which know their wire names, raise with those directly.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Mapping
+
+# The engine's neutral field names (each protocol's error function maps them to its own).
+FIELDS = ("queue", "topic", "subscription", "body", "tags", "routing_key", "filter_type", "protocol", "endpoint",
+          "strategy", "content_format", "filter_tags", "binding_keys", "start_time")
 
 
 class BrokerError(Exception):
@@ -32,22 +45,48 @@ class UnknownAction(BrokerError):
         self.action = action
 
 
-class InvalidParameter(BrokerError):
-    """A parameter is present but unusable. `param` is the name the client used."""
+class InternalError(BrokerError):
+    """A bug of ours, already logged with the request id; the client is told only the id."""
 
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
+    def __init__(self, request_id: str):
+        super().__init__(f"internal error; the broker log has request {request_id}")
+        self.request_id = request_id
+
+
+class InvalidParameter(BrokerError):
+    """A parameter is present but unusable. `field` names it (neutrally from the engine, by its
+    wire name from a protocol decoder), `index` is its 1-based place in a list (0: none), and
+    `message` is text, or a function from the field's wire name to text."""
+
+    def __init__(self, field: str, message: str | Callable[[str], str], index: int = 0):
+        self.field = field
+        self.index = index
+        self._text = message
+        super().__init__(message(self.param) if callable(message) else message)
+
+    @property
+    def param(self) -> str:
+        """The field's name as the engine knows it (with its list index, if any)."""
+        return f"{self.field}.{self.index}" if self.index else self.field
+
+    def wire_name(self, names: Mapping[str, str]) -> str:
+        """The field as a protocol calls it: `names` maps neutral names to its own."""
+        name = names.get(self.field, self.field)
+        return f"{name}.{self.index}" if self.index else name
+
+    def text(self, names: Mapping[str, str]) -> str:
+        """The message, worded with the protocol's name for the field."""
+        return self._text(self.wire_name(names)) if callable(self._text) else self._text
 
 
 class MissingParameter(InvalidParameter):
     def __init__(self, param: str):
-        super().__init__(param, f"required parameter {param} is missing")
+        super().__init__(param, lambda name: f"required parameter {name} is missing")
 
 
 class DuplicateParameter(InvalidParameter):
     def __init__(self, param: str):
-        super().__init__(param, f"parameter {param} is given more than once")
+        super().__init__(param, lambda name: f"parameter {name} is given more than once")
 
 
 class ParameterWrongType(InvalidParameter):
@@ -85,8 +124,8 @@ class SignatureMismatch(AuthFailure):
 class InvalidQueueName(InvalidParameter):
     def __init__(self, name: str):
         super().__init__(
-            "queueName",
-            f"queueName {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
+            "queue",
+            lambda field: f"{field} {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
         )
 
 
@@ -112,13 +151,13 @@ class TooManyLongPolls(BrokerError):
 
 
 class EmptyMessage(InvalidParameter):
-    def __init__(self, param: str = "msgBody"):
-        super().__init__(param, f"{param} is empty")
+    def __init__(self, index: int = 0):
+        super().__init__("body", lambda field: f"{field} is empty", index)
 
 
 class MessageTooLarge(InvalidParameter):
-    def __init__(self, param: str, size: int, limit: int):
-        super().__init__(param, f"{param} is {size} bytes, larger than maxMsgSize {limit}")
+    def __init__(self, index: int, size: int, limit: int):
+        super().__init__("body", lambda field: f"{field} is {size} bytes, larger than maxMsgSize {limit}", index)
 
 
 class QueueFull(BrokerError):
@@ -154,8 +193,8 @@ class InvalidRewindTime(InvalidParameter):
 class InvalidTopicName(InvalidParameter):
     def __init__(self, name: str):
         super().__init__(
-            "topicName",
-            f"topicName {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
+            "topic",
+            lambda field: f"{field} {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
         )
 
 
@@ -182,8 +221,8 @@ class TopicHasSubscriptions(BrokerError):
 class InvalidSubscriptionName(InvalidParameter):
     def __init__(self, name: str):
         super().__init__(
-            "subscriptionName",
-            f"subscriptionName {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
+            "subscription",
+            lambda field: f"{field} {name!r} is invalid: 1-64 characters, a letter first, then letters, digits, '-' or '_'",
         )
 
 

@@ -43,16 +43,7 @@ REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                   1.0, 2.5, 5.0, 10.0, 30.0)
 
-# The CMQ table is keyed by lower-case name (matching is case-insensitive); labels show the
-# documented spelling. An action missing here is shown by its lower-case key.
-CMQ_ACTION_NAMES = {name.lower(): name for name in (
-    "CreateQueue", "ListQueue", "GetQueueAttributes", "SetQueueAttributes", "DeleteQueue", "RewindQueue",
-    "PurgeQueue", "SendMessage", "BatchSendMessage", "ReceiveMessage", "BatchReceiveMessage", "DeleteMessage",
-    "BatchDeleteMessage", "PeekMessage", "CreateTopic", "ListTopic", "GetTopicAttributes", "SetTopicAttributes",
-    "DeleteTopic", "PublishMessage", "BatchPublishMessage", "Subscribe", "Unsubscribe", "ListSubscriptionByTopic",
-    "GetSubscriptionAttributes", "SetSubscriptionAttributes", "ClearSubscriptionFilterTags",
-)}
-UNKNOWN_ACTION = "unknown"
+UNKNOWN_ACTION = "unknown"  # the label of a request whose action is not declared
 
 
 def _new_entry() -> list:
@@ -62,23 +53,13 @@ def _new_entry() -> list:
 class RequestStats(defaultdict):
     """(action, code) → [seconds summed, requests per latency bucket (not cumulative)...].
 
-    The endpoint updates an entry inline: `s = stats[action, code]; s[0] += t;
-    s[bisect_right(LATENCY_BOUNDS, t) + 1] += 1`. `action` must come from a closed set (a table
-    key, or None for anything else) so that no client can create label values without end.
+    The pipeline updates an entry inline: `s = stats[action, code]; s[0] += t;
+    s[bisect_right(LATENCY_BOUNDS, t) + 1] += 1`. `action` must come from a closed set (a
+    declared action's name, or UNKNOWN_ACTION) so that no client can create label values without end.
     """
 
     def __init__(self) -> None:
         super().__init__(_new_entry)
-
-
-def cmq_action_label(key: str | None) -> str:
-    if key is None:
-        return UNKNOWN_ACTION
-    return CMQ_ACTION_NAMES.get(key, key)
-
-
-def _batch_action_label(action: str | None) -> str:
-    return UNKNOWN_ACTION if action is None else action  # Batch names are exact already
 
 
 def _buckets(bounds: Iterable[float], counts: list[int]) -> list[tuple[str, int]]:
@@ -94,9 +75,9 @@ def _buckets(bounds: Iterable[float], counts: list[int]) -> list[tuple[str, int]
 class BrokerCollector(Collector):
     """Reads one broker's counters and state at scrape time."""
 
-    def __init__(self, *, broker: Any, pusher: Any, sim: Any, cmq: Any, batch: Any, durability: Any = None):
+    def __init__(self, *, broker: Any, pusher: Any, sim: Any, pipeline: Any, durability: Any = None):
         self.broker, self.pusher, self.sim = broker, pusher, sim
-        self.cmq, self.batch = cmq, batch
+        self.pipeline = pipeline
         self.wal = durability.wal if durability is not None else None
         self.started = time.time()
         self._started_monotonic = time.monotonic()
@@ -126,10 +107,9 @@ class BrokerCollector(Collector):
                                     "(code 0 is success, for Batch too).", labels=labels)
         latency = HistogramMetricFamily(PREFIX + "request_duration_seconds", "Time from the start of handling a "
                                         "request to its reply being ready.", labels=labels)
-        sources = (("cmq", self.cmq.stats, cmq_action_label), ("batch", self.batch.stats, _batch_action_label))
-        for api, stats, label in sources:
+        for api, stats in sorted(self.pipeline.stats.items()):
             for (action, code), entry in sorted(stats.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-                names = [api, label(action), str(code)]
+                names = [api, action, str(code)]
                 buckets = _buckets(LATENCY_BOUNDS, entry[1:])
                 total.add_metric(names, buckets[-1][1])
                 latency.add_metric(names, buckets, entry[0])

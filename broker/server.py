@@ -1,8 +1,13 @@
 """Builds the application and runs it until SIGTERM or SIGINT.
 
-Start: engine → push worker → HTTP (the port opens only when everything behind it is ready, so
-/healthz answering means ready). Stop, in reverse: close the listener, answer parked long polls,
-let in-flight requests finish, stop the push worker, then exit 0.
+Everything is built here, in one place, and handed to whoever needs it: the engine and its
+store (the seam protocols talk to), the durable state's parts, the push worker, the Batch
+simulator, the one request pipeline, and the protocols on it (CMQ API 2.0, API 3.0 services, the
+console).
+
+Start: recover → engine → push worker → provisioning → HTTP (the port opens only when everything
+behind it is ready, so /healthz answering means ready). Stop, in reverse: close the listener,
+answer parked long polls, let in-flight requests finish, stop the push worker, then the storage.
 """
 
 from __future__ import annotations
@@ -18,17 +23,23 @@ from .config import Config, batch_delays
 from .batchsim import BatchSim, SimSettings
 from .console import setup_console
 from .delivery import Pusher, PushSettings
+from .batchsim.persist import BatchPart
 from .engine import Broker, Limits
 from .gcpacer import GcPacer
 from . import logs, metrics
 from .netguard import GuardedSite
-from .protocol.batch import BatchEndpoint
-from .protocol.cmq.app import CmqEndpoint
+from .pipeline import Pipeline
+from .protocol.api3 import Api3Protocol
+from .protocol.api3.batch import batch_service
+from .protocol.cmq.app import CmqProtocol
 from .provision import load_plan, provision
+from .store import MemoryStore, Store
 
 log = logging.getLogger("broker")
 
 BROKER = web.AppKey("broker", Broker)
+STORE = web.AppKey("store", Store)
+PIPELINE = web.AppKey("pipeline", Pipeline)
 PUSHER = web.AppKey("pusher", Pusher)
 BATCH = web.AppKey("batch", BatchSim)
 # Seconds in-flight requests get to finish on SIGTERM. Well under Docker's 10 s stop grace, so a
@@ -45,30 +56,33 @@ def build_app(config: Config, clock: Clock | None = None) -> web.Application:
     clock = clock or RealClock()
     limits = Limits(max_queues=config.max_queues, max_topics=config.max_topics, max_long_polls=config.max_long_polls)
     broker = Broker(clock, limits, strict=config.strict, app_id=config.app_id)
+    store = MemoryStore(broker)
     pusher = Pusher(broker, PushSettings(retry_scale=config.push_retry_scale, timeout=config.push_timeout), clock)
     sim = BatchSim(broker, SimSettings(time_scale=config.batch_time_scale, **batch_delays(config)))
     durability = resumed = None
     plan = load_plan(config.config) if config.config else None  # a wrong file fails before the data dir is touched
     if config.data_dir:
-        from .storage.recovery import Durability
+        from .storage.recovery import Durability, EnginePart
 
-        durability = Durability(config.data_dir, broker, sim)
+        durability = Durability(config.data_dir, [EnginePart(broker), BatchPart(sim)])
         resumed = durability.recover()  # before anything can change the state
+    pipeline = Pipeline(durability, access_log=config.access_log)
     app = web.Application(client_max_size=config.max_request_bytes)
     app[BROKER] = broker
+    app[STORE] = store
+    app[PIPELINE] = pipeline
     app[PUSHER] = pusher
     app[BATCH] = sim
-    cmq = CmqEndpoint(broker, config.secret_id, config.secret_key, config.max_request_bytes, durability,
-                      max_skew=config.signature_max_skew)
+    secrets = (config.secret_id, config.secret_key)
+    cmq = CmqProtocol(store, pipeline, clock, *secrets, config.max_request_bytes, max_skew=config.signature_max_skew)
     app.router.add_route("*", "/v2/index.php", cmq.handle)
-    batch = BatchEndpoint(sim, config.secret_id, config.secret_key, config.max_request_bytes, config.region,
-                          clock=clock, durability=durability, max_skew=config.signature_max_skew)
-    app.router.add_route("*", "/", batch.handle)
+    api3 = Api3Protocol([batch_service(sim)], pipeline, clock, *secrets, config.max_request_bytes, config.region,
+                        max_skew=config.signature_max_skew)
+    app.router.add_route("*", "/", api3.handle)
     app.router.add_get("/healthz", _healthz)
-    cmq.access_log = batch.access_log = config.access_log
-    metrics.install(app, metrics.BrokerCollector(broker=broker, pusher=pusher, sim=sim, cmq=cmq, batch=batch,
+    metrics.install(app, metrics.BrokerCollector(broker=broker, pusher=pusher, sim=sim, pipeline=pipeline,
                                                  durability=durability))
-    setup_console(app, broker, sim, config, durability)  # nothing when config.no_console
+    setup_console(app, store, sim, pipeline, config)  # nothing when config.no_console
 
     async def storage(app: web.Application):
         if durability is not None:

@@ -401,12 +401,14 @@ def test_simulator_has_no_http_inside():
 # -- durability: the journal rebuilds the simulated world ------------------------------------
 
 def test_restart_restores_jobs_envs_and_fails_interrupted_attempts(clock):
-    from broker.engine.journal import empty_state, replay
+    from broker.batchsim.persist import BatchPart
+    from broker.storage.codec import empty_state, encode, replay
 
     broker = Broker(clock)
     records: list[tuple] = []
-    broker.set_journal(records.append)
+    broker.events.set_recorder(lambda event: records.append(encode(event)))
     sim = BatchSim(broker)
+    sim.records.set_recorder(records.append)  # the simulator's records are its own
     env = sim.create_env({"EnvName": "e", "DesiredComputeNodeCount": 2, "EnvData": {"InstanceType": "S1.SMALL1"}},
                          ZONE, REGION)
     run(clock, 2)
@@ -419,7 +421,12 @@ def test_restart_restores_jobs_envs_and_fails_interrupted_attempts(clock):
     assert busy.tasks["long"].instances[0].state == S.RUNNING
     sim.close()  # the broker stops (or dies) here
 
-    state = replay(empty_state(), records)
+    part = BatchPart(sim)
+    state = replay(empty_state(), [r for r in records if r[0] not in part.kinds])
+    state["batch"] = part.empty()
+    for record in records:
+        if record[0] in part.kinds:
+            part.replay(state["batch"], record)
     fresh_broker = Broker(clock)
     fresh_broker.load(state)
     fresh = BatchSim(fresh_broker)

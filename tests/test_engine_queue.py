@@ -377,10 +377,10 @@ def test_peek_changes_nothing_and_shows_every_state(broker, clock):
 
 
 def test_purge_removes_every_state_and_is_journaled(broker, clock):
-    from broker.engine.journal import empty_state, replay
+    from broker.storage.codec import empty_state, encode, replay
 
     records = []
-    broker.set_journal(records.append)
+    broker.events.set_recorder(lambda event: records.append(encode(event)))
     q = broker.create_queue("q", {"rewindSeconds": 600})
     q.send(["a", "b", "c"])
     q.send(["later"], delay=60)

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from broker.clock import FakeClock
 from broker.delivery import Pusher, PushSettings, retry_gaps
+from broker.engine.events import PushPending
 from broker.engine import Broker
 from broker.engine.topic import FILTER_ROUTING, check_key, route_matches
 from broker.errors import (
@@ -79,7 +80,7 @@ def clock():
 def broker(clock):
     b = Broker(clock)
     b.deferred = []
-    b.dispatch = lambda sub, msg: b.deferred.append((sub, msg))
+    b.events.subscribe(PushPending, lambda event: b.deferred.append((event.sub, event.msg)))
     return b
 
 

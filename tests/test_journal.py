@@ -1,4 +1,5 @@
-"""The journal: replaying the records of a run rebuilds the same state (engine only, no files)."""
+"""Typed engine events and their codec: replaying the records of a run rebuilds the same state
+(engine and storage/codec.py only, no files)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import copy
 
 from broker.clock import FakeClock
 from broker.engine import Broker
-from broker.engine.journal import empty_state, replay
+from broker.engine import events as E
+from broker.storage.codec import empty_state, encode, replay
+
+
+def record_into(broker, records):
+    """Record the broker's events as the log would (each encoded by the codec)."""
+    broker.events.set_recorder(lambda event: records.append(encode(event)))
+
+
+def hold_pushes(broker):
+    """A deliverer that has not got round to its pushes yet."""
+    broker.events.subscribe(E.PushPending, lambda event: None)
 
 
 def comparable(state):
@@ -17,8 +29,8 @@ def comparable(state):
 
 def busy_broker(clock, records):
     b = Broker(clock)
-    b.set_journal(records.append)
-    b.dispatch = lambda sub, msg: None  # a deliverer that has not got round to it yet
+    record_into(b, records)
+    hold_pushes(b)
     q = b.create_queue("orders", {"visibilityTimeout": 10, "rewindSeconds": 600})
     b.create_queue("gone")
     b.delete_queue("gone")
@@ -72,7 +84,7 @@ def test_inflight_past_its_timeout_comes_back_visible_with_its_count():
     clock = FakeClock()
     records: list[tuple] = []
     b = Broker(clock)
-    b.set_journal(records.append)
+    record_into(b, records)
     q = b.create_queue("q", {"visibilityTimeout": 30})
     q.send(["x"])
     [m] = q.take(1)
@@ -109,3 +121,37 @@ async def test_sliced_packing_gives_the_same_bytes():
     state = b.dump()
     state["batch"] = {"jobs": {}, "envs": {}, "templates": {}}
     assert await pack(state) == msgpack.packb(state, use_bin_type=True)
+
+
+def test_events_are_typed_and_the_recorder_sees_them_first():
+    clock = FakeClock()
+    b = Broker(clock)
+    seen: list = []
+    b.events.set_recorder(seen.append)
+    order: list = []
+    b.events.subscribe(E.PushPending, lambda event: order.append((len(seen), event.msg.body)))
+    q = b.create_queue("q")
+    q.send(["a"])
+    q.delete(q.take(1)[0].receipt_handle)
+    b.create_topic("t")
+    b.subscribe("t", "hook", "http", "http://127.0.0.1:9/x")
+    b.publish("t", ["x"], [], "")
+    kinds = [type(e) for e in seen]
+    assert kinds == [E.QueueCreated, E.MessagesSent, E.MessagesReceived, E.MessagesDeleted, E.TopicCreated,
+                     E.SubscriptionCreated, E.PushPending]
+    assert order == [(7, "x")]  # the subscriber ran after the recorder had the event
+    assert encode(seen[1])[:2] == ("ms", "q")
+
+
+def test_without_a_deliverer_deferred_copies_are_dropped_and_settled():
+    clock = FakeClock()
+    b = Broker(clock)
+    records: list = []
+    record_into(b, records)
+    b.create_topic("t")
+    b.subscribe("t", "hook", "http", "http://127.0.0.1:9/x")
+    b.publish("t", ["x"], [], "")
+    sub = b.get_subscription("t", "hook")
+    assert (sub.pending, sub.dropped) == (0, 1)
+    assert [r[0] for r in records[-2:]] == ["pp", "ps"]
+    assert replay(empty_state(), records)["pending"] == {}

@@ -1,4 +1,13 @@
-"""Batch state as plain data, for the journal and snapshots (see engine/journal.py).
+"""Batch state as plain data: the simulator's own log records, their replay, and its snapshot part.
+
+The simulator owns its records (storage only frames and stores them). Each is a tuple:
+
+    bj job-id, job     bi job-id, task, index, instance     bjd job-id
+    be env-id, env     bn env-id, node-id, node     bnd env-id, node-id     bed env-id
+    bt template-id, template     btd template-id
+
+replayed by `REPLAY` onto the "batch" part of the snapshot ({"jobs", "envs", "templates"}),
+which `dump` writes and `load` reads. `BatchPart` plugs all of it into storage/recovery.py.
 
 What a restart does to the simulated world (the broker was down, so nothing "ran" meanwhile):
 - finished jobs, and instances that were waiting (SUBMITTED, PENDING, RUNNABLE), come back as
@@ -128,3 +137,79 @@ def load(sim, data: dict[str, Any]) -> None:
         for inst in lost:
             sim._end_attempt(inst, None, "the broker restarted during this attempt")
     sim._kick()
+
+
+# -- records and their replay -------------------------------------------------------------------
+
+def empty() -> dict[str, Any]:
+    return {"jobs": {}, "envs": {}, "templates": {}}
+
+
+def _instance(batch: dict, r: tuple) -> None:
+    job = batch["jobs"].get(r[1])
+    if job is not None:
+        job["instances"][f"{r[2]}/{r[3]}"] = r[4]
+
+
+def _node(batch: dict, r: tuple) -> None:
+    env = batch["envs"].get(r[1])
+    if env is not None:
+        env["nodes"][r[2]] = r[3]
+
+
+def _env(batch: dict, r: tuple) -> None:
+    envs = batch["envs"]
+    if r[1] in envs:
+        envs[r[1]]["env"] = r[2]
+    else:
+        envs[r[1]] = {"env": r[2], "nodes": {}}
+
+
+def _node_deleted(batch: dict, r: tuple) -> None:
+    env = batch["envs"].get(r[1])
+    if env is not None:
+        env["nodes"].pop(r[2], None)
+
+
+REPLAY = {
+    "bi": _instance,
+    "bn": _node,
+    "bj": lambda batch, r: batch["jobs"].__setitem__(r[1], {"job": r[2], "instances": {}}),
+    "bjd": lambda batch, r: batch["jobs"].pop(r[1], None),
+    "be": _env,
+    "bnd": _node_deleted,
+    "bed": lambda batch, r: batch["envs"].pop(r[1], None),
+    "bt": lambda batch, r: batch["templates"].__setitem__(r[1], r[2]),
+    "btd": lambda batch, r: batch["templates"].pop(r[1], None),
+}
+
+
+class BatchPart:
+    """The simulator as a part of the durable state (see `Part` in storage/recovery.py): its
+    records, their replay onto the snapshot's "batch" entry, and loading once the loop runs."""
+
+    key = "batch"
+    kinds = tuple(REPLAY)
+    load_at_start = True  # its timers need the running event loop
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+
+    def events(self):
+        return self.sim.records
+
+    def empty(self) -> dict[str, Any]:
+        return empty()
+
+    def encode(self, record: tuple) -> tuple:
+        return record  # already a record
+
+    def replay(self, state: dict[str, Any], record: tuple) -> None:
+        REPLAY[record[0]](state, record)
+
+    def dump(self) -> dict[str, Any]:
+        return dump(self.sim)
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state:
+            load(self.sim, state)

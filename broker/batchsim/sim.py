@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..engine import Broker
+from ..engine.events import Events
 from ..errors import BrokerError, ResourceNotFound
 from .compute import ComputeMixin
 from .events import EventPublisher
@@ -60,8 +61,9 @@ class BatchSim(JobsMixin, ComputeMixin):
         self.events = EventPublisher(broker, listener)
         self.jobs: dict[str, Job] = {}
         self.envs: dict[str, Env] = {}
-        self.templates = Templates()
-        self.templates.journal = self._log
+        # Its own state changes, as records it owns (persist.py): the write-ahead log records them.
+        self.records = Events()
+        self.templates = Templates(self._log)
         self._tokens: dict[str, str] = {}  # ClientToken → id, so a retried create is not doubled
         self._pass = None  # the pending scheduling pass, if any
         self._closed = False
@@ -81,10 +83,9 @@ class BatchSim(JobsMixin, ComputeMixin):
             log.exception("batch simulator step %s failed", getattr(fn, "__name__", fn))
 
     def _log(self, record: tuple) -> None:
-        """Hand a state change to the broker's journal (engine/journal.py), if state is durable."""
-        journal = self.broker.journal
-        if journal is not None:
-            journal(record)
+        """A state change, as a record (shapes in persist.py), to whoever records them."""
+        if self.records.recording:
+            self.records.emit(record)
 
     def dump(self) -> dict:
         return persist.dump(self)

@@ -27,9 +27,9 @@ class Template:
 
 
 class Templates:
-    def __init__(self) -> None:
+    def __init__(self, journal: Callable[[tuple], None]) -> None:
         self.items: dict[str, Template] = {}
-        self.journal: Callable[[tuple], None] = lambda record: None  # set by the simulator
+        self.journal: Callable[[tuple], None] = journal  # the simulator's records (persist.py)
 
     def get(self, template_id: Any) -> Template:
         if not isinstance(template_id, str) or not template_id.startswith("tmpl-"):

@@ -2,7 +2,7 @@
 
 Plain dicts for `web.json_response`; the browser renders them with DOM text nodes, so nothing
 here needs escaping. Times are ISO strings (UTC) or None. Batch entities reuse the API's own
-views (protocol/batch/views.py), so the console shows what DescribeJob would.
+views (batchsim/views.py), so the console shows what DescribeJob would.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..batchsim.notifications import ENV_SCOPE, JOB_SCOPE
 from ..batchsim.validate import FAULT_TYPES
 from ..engine import Broker, Message, Queue, Subscription, Topic
 from ..engine.queue import STATE_NAMES
-from ..protocol.batch.views import activity_view, env_view, instance_view, node_view, task_view
+from ..batchsim.views import activity_view, env_view, instance_view, node_view, task_view
 from .decode import decode, summary
 from .timeline import Timeline
 

@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-The engine hands over (subscription, message) pairs through `Broker.dispatch`, which is
-`Pusher.submit`. Each pair becomes one task that tries, and on failure sleeps the next gap of
+The engine announces each (subscription, message) pair it could not deliver at once as a
+`PushPending` event; the pusher subscribes to those while it runs (`start` to `close`). Each pair becomes one task that tries, and on failure sleeps the next gap of
 its subscription's retry strategy (on the injected clock, scaled by `retry_scale`), until it
 succeeds, runs out of retries, outlives the topic's retention, or the subscription goes away.
 
@@ -36,7 +36,7 @@ import aiohttp
 
 from ..clock import Clock
 from ..engine import Broker
-from ..engine.journal import pending_key
+from ..engine.events import PushPending, pending_key
 from ..engine.topic import Subscription, TopicMessage
 from ..errors import BrokerError, MessageTooLarge
 
@@ -73,10 +73,11 @@ class Pusher:
         self._slots: weakref.WeakKeyDictionary[Subscription, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._session: aiohttp.ClientSession | None = None
         self._request_ids = map(f"{os.urandom(4).hex()}-push-{{}}".format, itertools.count(1))
-        # Pending deliveries as plain data (journal.py's "pp" shape), for snapshots.
+        # Pending deliveries as plain data (the "pp" record's shape, storage/codec.py), for snapshots.
         self._live: dict[str, list] = {}
         # For metrics: copies delivered and given up, failed attempts, attempts after a copy's first.
         self.delivered = self.dropped = self.failures = self.retries = 0
+        self._unsubscribe = None
         broker.add_pending_source(lambda: {k: list(v) for k, v in self._live.items()})
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -86,7 +87,7 @@ class Pusher:
             timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
             connector=aiohttp.TCPConnector(limit=0),  # bounded per subscription instead, see above
         )
-        self._broker.dispatch = self.submit
+        self._unsubscribe = self._broker.events.subscribe(PushPending, self._pending)
 
     async def drain(self) -> None:
         """Wait until every delivery handed over so far (and any retry of it) has settled."""
@@ -95,7 +96,9 @@ class Pusher:
 
     async def close(self) -> None:
         """Stop: pending deliveries stop where they are (with --data-dir they resume on restart)."""
-        self._broker.dispatch = self._broker.drop_deferred
+        if self._unsubscribe is not None:
+            self._unsubscribe()  # from now on the engine drops what it cannot deliver at once
+            self._unsubscribe = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -107,6 +110,9 @@ class Pusher:
         return len(self._tasks)
 
     # -- delivery -------------------------------------------------------------------------
+
+    def _pending(self, event: PushPending) -> None:
+        self.submit(event.sub, event.msg, event.attempts)
 
     def submit(self, sub: Subscription, msg: TopicMessage, attempts: int = 0) -> None:
         """Deliver `msg` to `sub` in the background; `attempts` already failed (after a restart)."""

@@ -5,15 +5,18 @@ was created with is the one shown. Listing is by name, so paging with offset/lim
 
 Publishing: a message goes to every matching subscription. Queue subscriptions get their copy
 right here, before the publish is acknowledged. What cannot be delivered at once (every HTTP
-copy, and a queue copy whose queue is missing or full) is handed to `dispatch`, the deferred
-deliverer the server plugs in (delivery/push.py): the engine never speaks HTTP itself.
+copy, and a queue copy whose queue is missing or full) becomes a `PushPending` event, which the
+deferred deliverer subscribes to (delivery/push.py): the engine never speaks HTTP itself. With
+no deliverer subscribed, such copies are dropped (and counted).
+
+Every change is an event on `self.events` (events.py); the write-ahead log records them.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..clock import Clock
 from ..errors import (
@@ -36,7 +39,21 @@ from ..errors import (
     TopicLimitExceeded,
     TopicNotFound,
 )
-from . import journal as J
+from .events import (
+    Events,
+    PushAttempted,
+    PushPending,
+    PushSettled,
+    QueueCreated,
+    QueueDeleted,
+    QueueUpdated,
+    SubscriptionCreated,
+    SubscriptionDeleted,
+    SubscriptionUpdated,
+    TopicCreated,
+    TopicDeleted,
+    TopicUpdated,
+)
 from .names import check_name, page, resource_id
 from .queue import ParkingLot, Queue, check_body, next_message_id
 from .settings import QueueSettings, TopicSettings
@@ -44,7 +61,7 @@ from .topic import FILTER_ROUTING, FILTER_TAGS, Subscription, Topic, TopicMessag
 
 log = logging.getLogger("broker.engine")
 
-Dispatch = Callable[[Subscription, TopicMessage], None]
+SNAPSHOT_VERSION = 1  # the "v" of a dumped state
 
 
 @dataclass(frozen=True)
@@ -66,19 +83,13 @@ class Broker:
         # Message ids encode their enqueue time and grow across restarts too, so ids never
         # repeat and sort by age (queue.next_message_id).
         self._last_id = 0
-        self.dispatch: Dispatch = self.drop_deferred
-        # Receives every state change as a record (engine/journal.py) when state is durable.
-        self.journal: Callable[[tuple], None] | None = None
+        self.events = Events()  # every change of state, typed (events.py)
         # Who can list pending deliveries for a snapshot (the deliverer registers itself).
-        self._pending_dumpers: list[Callable[[], dict[str, list]]] = []
+        self._pending_dumpers: list = []
 
     def next_message_id(self) -> int:
         self._last_id = next_message_id(self.clock.time(), self._last_id)
         return self._last_id
-
-    def _log(self, record: tuple) -> None:
-        if self.journal is not None:
-            self.journal(record)
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -89,10 +100,10 @@ class Broker:
         if len(self._queues) >= self.limits.max_queues:
             raise QueueLimitExceeded(self.limits.max_queues)
         queue_settings = QueueSettings().updated(settings or {})
-        queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id, self.parking)
-        queue.journal = self.journal
+        queue = Queue(name, resource_id("queue-"), queue_settings, self.clock, self.next_message_id, self.parking,
+                      self.events)
         self._queues[key] = queue
-        self._log(("qc", key, queue.dump()))
+        self.events.emit(QueueCreated(key, queue.dump()))
         return queue
 
     def get_queue(self, name: str) -> Queue:
@@ -104,14 +115,14 @@ class Broker:
     def set_queue_attributes(self, name: str, changes: dict[str, Any]) -> Queue:
         queue = self.get_queue(name)
         queue.update_settings(queue.settings.updated(changes))
-        self._log(("qu", queue.key, queue.settings.as_dict(), queue.last_modify_time))
+        self.events.emit(QueueUpdated(queue.key, queue.settings.as_dict(), queue.last_modify_time))
         return queue
 
     def delete_queue(self, name: str) -> None:
         queue = self.get_queue(name)
         del self._queues[queue.key]
         queue.close()
-        self._log(("qd", queue.key))
+        self.events.emit(QueueDeleted(queue.key))
 
     def list_queues(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Queue]]:
         """(number of all matches, one page of them), ordered by name."""
@@ -122,7 +133,8 @@ class Broker:
     def create_topic(self, name: str, filter_type: int = FILTER_TAGS, settings: dict[str, Any] | None = None) -> Topic:
         key = check_name(name, InvalidTopicName).lower()
         if filter_type not in (FILTER_TAGS, FILTER_ROUTING):
-            raise InvalidParameter("filterType", f"filterType must be 1 (tags) or 2 (routing key), got {filter_type}")
+            raise InvalidParameter("filter_type",
+                                   lambda f: f"{f} must be 1 (tags) or 2 (routing key), got {filter_type}")
         if key in self._topics:
             raise TopicAlreadyExists(name)
         if len(self._topics) >= self.limits.max_topics:
@@ -130,7 +142,7 @@ class Broker:
         topic_settings = TopicSettings().updated(settings or {})
         topic = Topic(name, resource_id("topic-"), filter_type, topic_settings, int(self.clock.time()))
         self._topics[key] = topic
-        self._log(("tc", key, topic.dump()))
+        self.events.emit(TopicCreated(key, topic.dump()))
         return topic
 
     def get_topic(self, name: str) -> Topic:
@@ -143,7 +155,7 @@ class Broker:
         topic = self.get_topic(name)
         topic.settings = topic.settings.updated(changes)
         topic.last_modify_time = int(self.clock.time())
-        self._log(("tu", name.lower(), topic.settings.as_dict(), topic.last_modify_time))
+        self.events.emit(TopicUpdated(name.lower(), topic.settings.as_dict(), topic.last_modify_time))
         return topic
 
     def delete_topic(self, name: str) -> None:
@@ -153,7 +165,7 @@ class Broker:
         del self._topics[name.lower()]
         for sub_name in list(topic.subscriptions):
             topic.remove_subscription(sub_name)
-        self._log(("td", name.lower()))
+        self.events.emit(TopicDeleted(name.lower()))
 
     def list_topics(self, search: str = "", offset: int = 0, limit: int = 20) -> tuple[int, list[Topic]]:
         return page(self._topics, search, offset, limit)
@@ -177,16 +189,17 @@ class Broker:
         if protocol == "queue" and endpoint.lower() not in self._queues:
             raise InvalidEndpoint("endpoint", f"queue {endpoint!r} does not exist: create it before subscribing it")
         if self.strict and topic.filter_type == FILTER_ROUTING and not binding_keys:
-            raise BindingKeyRequired("bindingKey", "a subscription to a routing-key topic needs a bindingKey (strict mode)")
+            raise BindingKeyRequired("binding_keys",
+                                     lambda f: f"a subscription to a routing-key topic needs a {f} (strict mode)")
         sub = Subscription(topic, name, resource_id("subsc-"), protocol, endpoint, int(self.clock.time()))
         sub.configure(strategy, content_format, filter_tags, binding_keys)
         topic.add_subscription(sub)
-        self._log(("sc", topic.name.lower(), name.lower(), sub.dump()))
+        self.events.emit(SubscriptionCreated(topic.name.lower(), name.lower(), sub.dump()))
         return sub
 
     def unsubscribe(self, topic_name: str, name: str) -> None:
         self.get_topic(topic_name).remove_subscription(name)
-        self._log(("sd", topic_name.lower(), name.lower()))
+        self.events.emit(SubscriptionDeleted(topic_name.lower(), name.lower()))
 
     def get_subscription(self, topic_name: str, name: str) -> Subscription:
         return self.get_topic(topic_name).get_subscription(name)
@@ -196,7 +209,7 @@ class Broker:
         sub = self.get_subscription(topic_name, name)
         sub.configure(**changes)
         sub.last_modify_time = int(self.clock.time())
-        self._log(("su", topic_name.lower(), name.lower(), sub.dump()))
+        self.events.emit(SubscriptionUpdated(topic_name.lower(), name.lower(), sub.dump()))
         return sub
 
     # -- publishing -----------------------------------------------------------------------
@@ -204,17 +217,18 @@ class Broker:
     def publish(self, topic_name: str, bodies: list[str], tags: list[str], routing_key: str) -> list[int]:
         """Fan `bodies` out to every matching subscription; return their message ids."""
         topic = self.get_topic(topic_name)
-        msg_tags = check_tags(tags, "msgTag", TooManyMessageTags)
-        route = check_key(routing_key, "routingKey", wildcards=False)
+        msg_tags = check_tags(tags, "tags", TooManyMessageTags)
+        route = check_key(routing_key, "routing_key", wildcards=False)
         limit = topic.settings.maxMsgSize
         for i, body in enumerate(bodies, 1):
-            check_body(body, limit, "msgBody" if len(bodies) == 1 else f"msgBody.{i}")
+            check_body(body, limit, i if len(bodies) > 1 else 0)
         subs = topic.matching(msg_tags, route)
         if self.strict and not subs:
             raise NoMatchingSubscription(topic.name) if topic.subscriptions else NoSubscription(topic.name)
         now = self.clock.time()
         messages = [TopicMessage(self.next_message_id(), body, msg_tags, now) for body in bodies]
         topic.published += len(messages)
+        deliverer = self.events.has_subscribers(PushPending)
         for sub in subs:
             topic.copies[sub.protocol] += len(messages)
             if sub.protocol == "queue":
@@ -231,10 +245,9 @@ class Broker:
                     continue
             for msg in messages:
                 sub.pending += 1
-                self._log(("pp", J.pending_key(topic.name.lower(), sub.name.lower(), msg.msg_id),
-                           [topic.name.lower(), sub.name.lower(), msg.msg_id, msg.body, list(msg.tags),
-                            msg.publish_time, 0]))
-                self.dispatch(sub, msg)
+                self.events.emit(PushPending(sub, msg))
+                if not deliverer:
+                    self.drop_deferred(sub, msg)
         return [m.msg_id for m in messages]
 
     def deliver_to_queue(self, sub: Subscription, messages: list[TopicMessage]) -> None:
@@ -252,26 +265,21 @@ class Broker:
 
     def push_attempted(self, sub: Subscription, msg: TopicMessage, attempts: int, settled: bool) -> None:
         """The deliverer reports each failed attempt and the end (delivered or given up)."""
-        key = J.pending_key(sub.topic.name.lower(), sub.name.lower(), msg.msg_id)
-        self._log(("ps", key) if settled else ("pa", key, attempts))
+        self.events.emit(PushSettled(sub, msg) if settled else PushAttempted(sub, msg, attempts))
 
     # -- durability -----------------------------------------------------------------------
 
-    def add_pending_source(self, source: Callable[[], dict[str, list]]) -> None:
-        """Register who can list the deliveries still pending (for snapshots)."""
+    def add_pending_source(self, source) -> None:
+        """Register who can list the deliveries still pending (for snapshots): a function
+        returning {pending key: [topic key, sub key, msg id, body, tags, published, attempts]}."""
         self._pending_dumpers.append(source)
 
-    def set_journal(self, journal: Callable[[tuple], None] | None) -> None:
-        self.journal = journal
-        for queue in self._queues.values():
-            queue.journal = journal
-
     def dump(self) -> dict[str, Any]:
-        """The whole state as plain data (the snapshot; see journal.py)."""
+        """The whole state as plain data (the snapshot's shape; storage/codec.py)."""
         pending: dict[str, list] = {}
         for hook in self._pending_dumpers:
             pending.update(hook())
-        return {"v": J.VERSION, "next_id": self._last_id + 1,
+        return {"v": SNAPSHOT_VERSION, "next_id": self._last_id + 1,
                 "queues": {key: q.dump() for key, q in self._queues.items()},
                 "topics": {key: t.dump() for key, t in self._topics.items()},
                 "pending": pending}
@@ -282,10 +290,9 @@ class Broker:
         self._last_id = max(self._last_id, state["next_id"] - 1)
         for key, d in state["queues"].items():
             queue = Queue(d["name"], d["id"], QueueSettings(**d["settings"]), self.clock, self.next_message_id,
-                          self.parking)
+                          self.parking, self.events)
             queue.create_time, queue.last_modify_time = d["created"], d["modified"]
             queue.restore(d["messages"])
-            queue.journal = self.journal
             self._queues[key] = queue
         for key, d in state["topics"].items():
             topic = Topic(d["name"], d["id"], d["filter"], TopicSettings(**d["settings"]), d["created"])

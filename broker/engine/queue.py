@@ -49,6 +49,7 @@ from ..errors import (
     RewindDisabled,
     TooManyLongPolls,
 )
+from .events import Events, MessagesDeleted, MessagesReceived, MessagesRewound, MessagesSent, QueuePurged
 from .settings import QueueSettings
 
 READY, DELAYED, INFLIGHT, KEPT = 0, 1, 2, 3
@@ -104,14 +105,14 @@ class Message:
         return str(self.id * _HANDLE_SCALE + self.dequeue_count)  # the id, then 10 digits of count
 
 
-def check_body(body: str, limit: int, param: str = "msgBody") -> None:
-    """A message body must be 1 to `limit` bytes of UTF-8."""
+def check_body(body: str, limit: int, index: int = 0) -> None:
+    """A message body must be 1 to `limit` bytes of UTF-8 (`index`: its place in a batch, from 1)."""
     if not body:
-        raise EmptyMessage(param)
+        raise EmptyMessage(index)
     if len(body) * 4 > limit:  # only measure bytes when the characters alone cannot decide
         size = len(body.encode("utf-8", "surrogatepass"))
         if size > limit:
-            raise MessageTooLarge(param, size, limit)
+            raise MessageTooLarge(index, size, limit)
 
 
 def _parse_handle(handle: str) -> tuple[int, int]:
@@ -129,6 +130,7 @@ class Queue:
         clock: Clock,
         next_id: Callable[[], int],
         parking: ParkingLot | None = None,
+        events: Events | None = None,
     ):
         self.name = name
         self.key = name.lower()  # how the registry and the journal name it
@@ -147,7 +149,7 @@ class Queue:
         self._timer_at = 0.0
         self._closed = False
         self._parking = parking or ParkingLot()
-        self.journal: Callable[[tuple], None] | None = None  # set by the broker when state is durable
+        self._events = events or Events()  # the broker's: every change is an event (events.py)
         self.active = 0  # READY
         self.inactive = 0  # INFLIGHT
         self.delayed = 0  # DELAYED
@@ -180,8 +182,8 @@ class Queue:
 
     # -- send -----------------------------------------------------------------------------
 
-    def check_body(self, body: str, param: str = "msgBody") -> None:
-        check_body(body, self.settings.maxMsgSize, param)
+    def check_body(self, body: str, index: int = 0) -> None:
+        check_body(body, self.settings.maxMsgSize, index)
 
     def send(self, bodies: list[str], delay: int = 0) -> list[Message]:
         """Enqueue all of `bodies` or none of them. Bodies must have passed `check_body`."""
@@ -191,7 +193,7 @@ class Queue:
                 raise QueueFull(self.name, self.settings.maxMsgHeapNum)
         now = self._clock.time()
         messages, order, out = self._messages, self._order, []
-        journal = self.journal
+        events = self._events
         if delay > 0:
             due = self._clock.monotonic() + delay
             for body in bodies:
@@ -201,8 +203,8 @@ class Queue:
                 heappush(self._timed, (due, msg.id))
                 out.append(msg)
             self.delayed += len(out)
-            if journal is not None:
-                journal(("ms", self.key, [[m.id, m.body, now, now + delay] for m in out]))
+            if events.recording:
+                events.emit(MessagesSent(self.key, [[m.id, m.body, now, now + delay] for m in out]))
             if self._waiters:
                 self._arm_timer()
         else:
@@ -212,8 +214,8 @@ class Queue:
                 fresh.append(msg)
                 out.append(msg)
             self.active += len(out)
-            if journal is not None:
-                journal(("ms", self.key, [[m.id, m.body, now, 0] for m in out]))
+            if events.recording:
+                events.emit(MessagesSent(self.key, [[m.id, m.body, now, 0] for m in out]))
             if self._waiters:
                 self._wake()
         return out
@@ -267,8 +269,8 @@ class Queue:
     def delete(self, handle: str) -> None:
         self._advance()
         mid, keep = self._delete(handle)
-        if self.journal is not None:
-            self.journal(("md", self.key, [mid], keep))
+        if self._events.recording:
+            self._events.emit(MessagesDeleted(self.key, [mid], keep))
 
     def delete_batch(self, handles: list[str]) -> list[tuple[str, InvalidReceiptHandle]]:
         """Delete each handle's message; return the (handle, error) of those that failed."""
@@ -280,8 +282,8 @@ class Queue:
                 deleted.append(mid)
             except InvalidReceiptHandle as exc:
                 failed.append((handle, exc))
-        if deleted and self.journal is not None:
-            self.journal(("md", self.key, deleted, keep))
+        if deleted and self._events.recording:
+            self._events.emit(MessagesDeleted(self.key, deleted, keep))
         return failed
 
     def _delete(self, handle: str) -> tuple[int, bool]:
@@ -318,8 +320,7 @@ class Queue:
         self._timed.clear()
         self._order.clear()
         self.active = self.inactive = self.delayed = self.kept = 0
-        if self.journal is not None:
-            self.journal(("qp", self.key))
+        self._events.emit(QueuePurged(self.key))
         return count
 
     # -- rewind and settings --------------------------------------------------------------
@@ -332,9 +333,9 @@ class Queue:
         now = self._clock.time()
         if not now - rewind - 1 <= start_time <= now + 1:
             raise InvalidRewindTime(
-                "startConsumeTime",
-                f"startConsumeTime must be within the last rewindSeconds ({rewind}s): "
-                f"from {int(now) - rewind} to {int(now)}, got {start_time}",
+                "start_time",
+                lambda f: f"{f} must be within the last rewindSeconds ({rewind}s): "
+                          f"from {int(now) - rewind} to {int(now)}, got {start_time}",
             )
         self._advance()
         revived = []
@@ -344,8 +345,8 @@ class Queue:
                 heappush(self._ready, msg.id)
                 revived.append(msg.id)
         count = len(revived)
-        if revived and self.journal is not None:
-            self.journal(("rw", self.key, revived))
+        if revived:
+            self._events.emit(MessagesRewound(self.key, revived))
         self.kept -= count
         self.active += count
         if count and self._waiters:
@@ -363,7 +364,7 @@ class Queue:
     # -- durability -----------------------------------------------------------------------
 
     def dump(self) -> dict:
-        """Everything about this queue as plain data (see engine/journal.py for the shape)."""
+        """Everything about this queue as plain data (the snapshot's shape; storage/codec.py)."""
         self._advance()
         wall_minus_mono = self._clock.time() - self._clock.monotonic()
         messages = {}
@@ -432,9 +433,10 @@ class Queue:
             out.append(msg)
         self.active -= len(out)
         self.inactive += len(out)
-        if self.journal is not None and out:
+        if out and self._events.recording:
             until = self._clock.time() + self.settings.visibilityTimeout
-            self.journal(("mr", self.key, [[m.id, m.dequeue_count, m.first_dequeue_time, until] for m in out]))
+            self._events.emit(MessagesReceived(self.key, [[m.id, m.dequeue_count, m.first_dequeue_time, until]
+                                                          for m in out]))
         if self._waiters:
             self._arm_timer()
         return out

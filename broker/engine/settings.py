@@ -1,7 +1,8 @@
 """Queue and topic settings: defaults and allowed ranges, in one table each.
 
 The names are CMQ's own attribute names (`visibilityTimeout`, ...): they are the domain's
-vocabulary, used verbatim in the docs users read, so errors name them that way too.
+vocabulary, used verbatim in the docs users read. Errors name a setting this way as its
+neutral field name; a protocol with other spellings maps them in its error function.
 
 One deliberate difference from the cloud: `maxMsgHeapNum` accepts any value from 1 (the cloud
 demands at least 1,000,000), so tests can reach a full queue without sending a million messages.
@@ -41,7 +42,7 @@ class QueueSettings:
         if new.rewindSeconds > new.msgRetentionSeconds:
             raise ParameterOutOfRange(
                 "rewindSeconds",
-                f"rewindSeconds ({new.rewindSeconds}) cannot exceed msgRetentionSeconds ({new.msgRetentionSeconds})",
+                lambda f: f"{f} ({new.rewindSeconds}) cannot exceed msgRetentionSeconds ({new.msgRetentionSeconds})",
             )
         return new
 
@@ -71,7 +72,7 @@ class TopicSettings:
 def _check(table: dict[str, tuple[int, int, int]], kind: str, changes: dict[str, Any]) -> None:
     for name, value in changes.items():
         if name not in table:
-            raise InvalidParameter(name, f"{name} is not a {kind} attribute")
+            raise InvalidParameter(name, lambda f: f"{f} is not a {kind} attribute")
         _, lo, hi = table[name]
         if type(value) is not int or not lo <= value <= hi:
-            raise ParameterOutOfRange(name, f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+            raise ParameterOutOfRange(name, lambda f: f"{f} must be an integer from {lo} to {hi}, got {value!r}")

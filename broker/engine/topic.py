@@ -52,22 +52,22 @@ FORMATS = ("JSON", "SIMPLIFIED")
 
 def check_tags(tags: list[str], param: str, too_many: type[InvalidParameter]) -> tuple[str, ...]:
     if len(tags) > MAX_TAGS:
-        raise too_many(param, f"{param} has {len(tags)} tags, at most {MAX_TAGS} are allowed")
+        raise too_many(param, lambda f: f"{f} has {len(tags)} tags, at most {MAX_TAGS} are allowed")
     for tag in tags:
         if not tag or len(tag) > MAX_TAG_CHARS:
-            raise InvalidParameter(param, f"{param} {tag!r} must be 1 to {MAX_TAG_CHARS} characters")
+            raise InvalidParameter(param, lambda f: f"{f} {tag!r} must be 1 to {MAX_TAG_CHARS} characters")
     return tuple(tags)
 
 
 def check_key(key: str, param: str, wildcards: bool) -> tuple[str, ...]:
     """Validate a routing key (no wildcards) or binding key; return its words."""
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidParameter(param, f"{param} {key[:80]!r} is longer than {MAX_KEY_BYTES} bytes")
+        raise InvalidParameter(param, lambda f: f"{f} {key[:80]!r} is longer than {MAX_KEY_BYTES} bytes")
     if key.count(".") > MAX_KEY_DOTS:
-        raise TooManyDelimiters(param, f"{param} {key!r} has more than {MAX_KEY_DOTS} dots")
+        raise TooManyDelimiters(param, lambda f: f"{f} {key!r} has more than {MAX_KEY_DOTS} dots")
     words = tuple(key.split(".")) if key else ()
     if not wildcards and ("*" in words or "#" in words):
-        raise InvalidParameter(param, f"{param} {key!r} may not contain the wildcards '*' or '#'")
+        raise InvalidParameter(param, lambda f: f"{f} {key!r} may not contain the wildcards '*' or '#'")
     return words
 
 
@@ -121,25 +121,23 @@ class Subscription:
         if strategy is not None:
             strategy = strategy.upper()
             if strategy not in STRATEGIES:
-                raise InvalidNotifyStrategy("notifyStrategy", f"notifyStrategy must be one of {', '.join(STRATEGIES)}")
+                raise InvalidNotifyStrategy("strategy", lambda f: f"{f} must be one of {', '.join(STRATEGIES)}")
         if content_format is not None:
             content_format = content_format.upper()
             if content_format not in FORMATS:
-                raise InvalidNotifyContentFormat(
-                    "notifyContentFormat", f"notifyContentFormat must be one of {', '.join(FORMATS)}"
-                )
+                raise InvalidNotifyContentFormat("content_format", lambda f: f"{f} must be one of {', '.join(FORMATS)}")
             if self.protocol == "queue" and content_format != "SIMPLIFIED":
                 raise QueueSubscriptionNeedsSimplified(
-                    "notifyContentFormat", "a subscription with protocol queue needs notifyContentFormat SIMPLIFIED"
+                    "content_format", lambda f: f"a subscription with protocol queue needs {f} SIMPLIFIED"
                 )
-        tags = None if filter_tags is None else check_tags(filter_tags, "filterTag", TooManyFilterTags)
+        tags = None if filter_tags is None else check_tags(filter_tags, "filter_tags", TooManyFilterTags)
         bindings = None
         if binding_keys is not None:
             if len(binding_keys) > MAX_BINDING_KEYS:
                 raise TooManyBindingKeys(
-                    "bindingKey", f"bindingKey has {len(binding_keys)} keys, at most {MAX_BINDING_KEYS} are allowed"
+                    "binding_keys", lambda f: f"{f} has {len(binding_keys)} keys, at most {MAX_BINDING_KEYS} are allowed"
                 )
-            bindings = tuple(check_key(k, "bindingKey", wildcards=True) for k in binding_keys)
+            bindings = tuple(check_key(k, "binding_keys", wildcards=True) for k in binding_keys)
         if strategy is not None:
             self.notify_strategy = strategy
         if content_format is not None:
@@ -176,18 +174,18 @@ class Subscription:
 def check_endpoint(protocol: str, endpoint: str) -> tuple[str, str]:
     protocol = protocol.lower()
     if protocol not in PROTOCOLS:
-        raise InvalidProtocol("protocol", f"protocol must be http or queue, got {protocol[:40]!r}")
+        raise InvalidProtocol("protocol", lambda f: f"{f} must be http or queue, got {protocol[:40]!r}")
     if not endpoint:
-        raise InvalidEndpoint("endpoint", "endpoint is empty")
+        raise InvalidEndpoint("endpoint", lambda f: f"{f} is empty")
     if len(endpoint) > MAX_ENDPOINT_CHARS:
-        raise InvalidEndpoint("endpoint", f"endpoint is longer than {MAX_ENDPOINT_CHARS} characters")
+        raise InvalidEndpoint("endpoint", lambda f: f"{f} is longer than {MAX_ENDPOINT_CHARS} characters")
     if any(c.isspace() for c in endpoint):
-        raise EndpointHasWhitespace("endpoint", f"endpoint {endpoint[:80]!r} contains whitespace")
+        raise EndpointHasWhitespace("endpoint", lambda f: f"{f} {endpoint[:80]!r} contains whitespace")
     if protocol == "http":
         scheme, _, rest = endpoint.partition("://")
         if scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#:":
             raise InvalidEndpoint(
-                "endpoint", f"an http endpoint must be http:// or https:// followed by a host, got {endpoint[:80]!r}"
+                "endpoint", lambda f: f"an http {f} must be http:// or https:// followed by a host, got {endpoint[:80]!r}"
             )
     return protocol, endpoint
 

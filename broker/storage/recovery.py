@@ -2,9 +2,13 @@
 
 Theory of operation
 -------------------
-Start: the write-ahead log (wal.py) yields the newest snapshot and the records after it; the
-journal (engine/journal.py) replays them onto the snapshot's plain state and the broker loads
-it. From then on every engine change is a record appended to the log (`journal`).
+The durable state is made of *parts* (`Part` below): the engine (codec.py: its typed events and
+their records) and the Batch simulator (batchsim/persist.py: records of its own). Each part owns
+its record kinds, its entry in the snapshot, and how records replay onto it.
+
+Start: the write-ahead log (wal.py) yields the newest snapshot and the records after it; each
+record is replayed by the part that owns its kind, and each part loads its state. From then on
+this class is the *recorder* of every part's events: each change is encoded and appended.
 
 A request's reply waits for its own records: the endpoint takes a `mark()` before calling the
 engine and, if records were added since, awaits `commit()`, which returns once they are on disk
@@ -24,15 +28,15 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
-from ..batchsim import BatchSim
 from ..engine import Broker
-from ..engine import journal as J
+from ..engine.events import Events
 from ..engine.topic import Subscription, TopicMessage
 from ..errors import StorageUnavailable
+from . import codec
 from .wal import StorageError, Wal
 
 log = logging.getLogger("broker.storage")
@@ -43,12 +47,60 @@ SNAPSHOT_BYTES = 64 * 1024 * 1024  # log size that triggers a snapshot
 MAX_BACKLOG = 64 * 1024 * 1024  # unwritten bytes past which changes are refused (disk full)
 
 
+class Part(Protocol):
+    """One owner of durable state."""
+
+    key: str | None  # its entry in the snapshot; None: the top level (the engine's)
+    kinds: tuple[str, ...]  # the record kinds it owns
+    load_at_start: bool  # True: load once the event loop runs (timers); False: at recovery
+
+    def events(self) -> Events: ...  # where its changes appear; this class becomes their recorder
+    def empty(self) -> dict: ...
+    def encode(self, event: Any) -> tuple: ...  # a change → its record
+    def replay(self, state: dict, record: tuple) -> None: ...
+    def dump(self) -> dict: ...
+    def load(self, state: dict) -> Any: ...
+
+
+class EnginePart:
+    """The engine as a part: typed events encoded by codec.py, the top level of the snapshot."""
+
+    key = None
+    kinds = tuple(codec.REPLAY)
+    load_at_start = False
+
+    def __init__(self, broker: Broker):
+        self.broker = broker
+
+    def events(self) -> Events:
+        return self.broker.events
+
+    def empty(self) -> dict:
+        return codec.empty_state()
+
+    encode = staticmethod(codec.encode)
+
+    def replay(self, state: dict, record: tuple) -> None:
+        codec.REPLAY[record[0]](state, record)
+
+    def dump(self) -> dict:
+        return self.broker.dump()
+
+    def load(self, state: dict) -> list[tuple[Subscription, TopicMessage, int]]:
+        return self.broker.load(state)
+
+
 class Durability:
-    def __init__(self, directory: str | Path, broker: Broker, sim: BatchSim, snapshot_bytes: int = SNAPSHOT_BYTES):
+    def __init__(self, directory: str | Path, parts: list[Part], snapshot_bytes: int = SNAPSHOT_BYTES):
         self._wal = Wal(directory)
-        self._broker = broker
-        self._sim = sim
-        self._batch_state: dict | None = None  # loaded into the simulator once its clock runs
+        self._parts = parts
+        self._owner: dict[str, Part] = {}
+        for part in parts:
+            for kind in part.kinds:
+                if kind in self._owner:
+                    raise ValueError(f"record kind {kind!r} is claimed twice")
+                self._owner[kind] = part
+        self._later: list[tuple[Part, dict]] = []  # parts that load once the loop runs
         self._snapshot_bytes = snapshot_bytes
         self._appended = 0  # records appended so far: a request's mark
         self._durable = 0  # records known to be on disk
@@ -63,22 +115,45 @@ class Durability:
     # -- start and stop -------------------------------------------------------------------
 
     def recover(self) -> list[tuple[Subscription, TopicMessage, int]]:
-        """Load the data directory into the broker (raises DataDirLocked or CorruptData, whose
+        """Load the data directory into every part (raises DataDirLocked or CorruptData, whose
         messages name the file and offset). Returns the pushes still pending."""
         recovered = self._wal.open()
-        state = recovered.snapshot if recovered.snapshot is not None else J.empty_state()
-        J.replay(state, recovered.records)
-        resumed = self._broker.load(state)
-        self._batch_state = state.get("batch")
+        state = recovered.snapshot
+        if state is None:
+            state = {}
+            for part in self._parts:
+                if part.key is None:
+                    state.update(part.empty())
+        for part in self._parts:
+            if part.key is not None:
+                state.setdefault(part.key, part.empty())
+        owner = self._owner
+        for record in recovered.records:
+            part = owner.get(record[0])
+            if part is None:
+                raise ValueError(f"unknown journal record {record[0]!r}")
+            part.replay(state if part.key is None else state[part.key], record)
+        resumed = []
+        for part in self._parts:
+            own = state if part.key is None else state[part.key]
+            if part.load_at_start:
+                self._later.append((part, own))
+            else:
+                resumed.extend(part.load(own) or ())
         log.info("recovered %d queue(s), %d topic(s) and %d pending push(es) from %d log record(s)",
-                 len(state["queues"]), len(state["topics"]), len(resumed), len(recovered.records))
-        self._broker.set_journal(self._append)
+                 len(state.get("queues", ())), len(state.get("topics", ())), len(resumed), len(recovered.records))
+        for part in self._parts:
+            part.events().set_recorder(self._recorder(part))
         return resumed
 
+    def _recorder(self, part: Part):
+        encode, append = part.encode, self._append
+        return lambda event: append(encode(event))
+
     async def start(self) -> None:
-        if self._batch_state:
-            self._sim.load(self._batch_state)  # its timers need the running loop
-            self._batch_state = None
+        for part, state in self._later:
+            part.load(state)  # its timers need the running loop
+        self._later = []
         self._task = asyncio.get_running_loop().create_task(self._background())
 
     async def close(self) -> None:
@@ -91,7 +166,8 @@ class Durability:
             await self._wal.snapshot(self._state(), pack)
         except StorageError as exc:
             log.error("could not write the final snapshot: %s (the log still holds everything)", exc)
-        self._broker.set_journal(None)  # everything has stopped; nothing may append after close
+        for part in self._parts:  # everything has stopped; nothing may append after close
+            part.events().set_recorder(None)
         try:
             await self._wal.close()
         except StorageError as exc:
@@ -156,8 +232,12 @@ class Durability:
         per message, and collections halfway through would only slow it down."""
         gc.disable()
         try:
-            state = self._broker.dump()
-            state["batch"] = self._sim.dump()
+            state: dict = {}
+            for part in self._parts:
+                if part.key is None:
+                    state.update(part.dump())
+                else:
+                    state[part.key] = part.dump()
         finally:
             gc.enable()
         return state

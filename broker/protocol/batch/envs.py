@@ -7,7 +7,7 @@ from ...batchsim import BatchSim
 from ...batchsim.query import select
 from . import params as p
 from .app import Context, register
-from .views import activity_view, env_create_info, env_view, node_view
+from ...batchsim.views import activity_view, env_create_info, env_view, node_view
 
 ENV_FILTERS = {
     "zone": lambda e: e.zone,

@@ -12,7 +12,7 @@ from ...batchsim.query import select
 from ...errors import InvalidBatchParameter
 from . import params as p
 from .app import Context, register
-from .views import instance_view, job_view, task_view
+from ...batchsim.views import instance_view, job_view, task_view
 
 MAX_LOG_BYTES = 2048
 

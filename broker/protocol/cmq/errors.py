@@ -1,4 +1,4 @@
-"""The one table from domain errors to CMQ wire codes.
+"""The one function from domain errors to CMQ replies: wire codes and CMQ's field names.
 
 A CMQ error reply is `{"code": C, "message": "(M)text", "requestId": ...}` with HTTP 200: `C` is
 the public code the SDK raises with, `M` the finer "module" code CMQ prints in the message.
@@ -75,18 +75,44 @@ def codes_for(exc: e.BrokerError) -> tuple[int, int]:
     return CODES[e.BrokerError]
 
 
-def error_reply(exc: e.BrokerError, request_id: str) -> dict:
+# The engine's neutral field names (errors.FIELDS) as CMQ's parameters call them.
+FIELDS = {
+    "queue": "queueName",
+    "topic": "topicName",
+    "subscription": "subscriptionName",
+    "body": "msgBody",
+    "tags": "msgTag",
+    "routing_key": "routingKey",
+    "filter_type": "filterType",
+    "protocol": "protocol",
+    "endpoint": "endpoint",
+    "strategy": "notifyStrategy",
+    "content_format": "notifyContentFormat",
+    "filter_tags": "filterTag",
+    "binding_keys": "bindingKey",
+    "start_time": "startConsumeTime",
+}
+
+
+def describe(exc: e.BrokerError) -> str:
+    """The error's message in CMQ's words: "(module code)text", naming fields as CMQ does."""
     code, module = codes_for(exc)
-    return {"code": code, "message": f"({module}){exc.message}", "requestId": request_id}
+    text = exc.text(FIELDS) if isinstance(exc, e.InvalidParameter) else exc.message
+    return f"({module}){text}"
 
 
-class ReplyError(Exception):
+def error_reply(exc: e.BrokerError, request_id: str) -> dict:
+    if isinstance(exc, ReplyError):
+        return exc.reply(request_id)
+    return {"code": codes_for(exc)[0], "message": describe(exc), "requestId": request_id}
+
+
+class ReplyError(e.BrokerError):
     """A failure reply that carries more than code and message (BatchDeleteMessage's errorList)."""
 
     def __init__(self, codes: tuple[int, int], message: str, extra: dict):
         super().__init__(message)
         self.codes = codes
-        self.message = message
         self.extra = extra
 
     def reply(self, request_id: str) -> dict:

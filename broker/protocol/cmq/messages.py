@@ -5,37 +5,26 @@ from __future__ import annotations
 
 from json.encoder import encode_basestring
 
-from ...engine import Broker, Message, Queue
-from ...engine.queue import STATE_NAMES
+from ...engine.limits import MAX_DELAY, MAX_PEEK, MAX_POLL
 from ...errors import NoMessage
-from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for
+from ...store import Store
+from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for, describe
 from .params import MAX_BATCH, Params
 
-MAX_DELAY = 3600
-MAX_POLL = 30
-MAX_PEEK = 100
+
+async def send_message(store: Store, p: Params) -> str:
+    [msg_id] = await store.send(p.str("queueName"), [p.str("msgBody")], p.int("delaySeconds", 0, 0, MAX_DELAY))
+    return f'"msgId":"{msg_id}",'
 
 
-async def send_message(broker: Broker, p: Params) -> str:
-    queue = broker.get_queue(p.str("queueName"))
-    body = p.str("msgBody")
-    delay = p.int("delaySeconds", 0, 0, MAX_DELAY)
-    queue.check_body(body)
-    [msg] = queue.send([body], delay)
-    return f'"msgId":"{msg.id}",'
+async def batch_send_message(store: Store, p: Params) -> dict:
+    ids = await store.send(p.str("queueName"), p.list("msgBody"), p.int("delaySeconds", 0, 0, MAX_DELAY))
+    return {"msgList": [{"msgId": str(i)} for i in ids]}
 
 
-async def batch_send_message(broker: Broker, p: Params) -> dict:
-    queue = broker.get_queue(p.str("queueName"))
-    bodies = p.list("msgBody")
-    delay = p.int("delaySeconds", 0, 0, MAX_DELAY)
-    for i, body in enumerate(bodies, 1):
-        queue.check_body(body, f"msgBody.{i}")
-    return {"msgList": [{"msgId": str(m.id)} for m in queue.send(bodies, delay)]}
-
-
-def _wait(p: Params, queue: Queue) -> int:
-    return p.int("pollingWaitSeconds", queue.settings.pollingWaitSeconds, 0, MAX_POLL)
+def _wait(p: Params) -> int | None:
+    """The long-poll wait asked for; None for the queue's own pollingWaitSeconds."""
+    return p.int("pollingWaitSeconds", None, 0, MAX_POLL)
 
 
 # Receive replies are the hot path's biggest: written as JSON text directly, no dicts between.
@@ -44,62 +33,51 @@ _MESSAGE = ('"msgBody":{},"msgId":"{}","receiptHandle":"{}","enqueueTime":{},"fi
             '"nextVisibleTime":{},"dequeueCount":{}').format
 
 
-def _render(msg: Message, wall_minus_mono: float) -> str:
+def _render(msg, visible_at: int) -> str:
     """One message's members, as JSON text (no braces)."""
     return _MESSAGE(encode_basestring(msg.body), msg.id, msg.receipt_handle, int(msg.enqueue_time),
-                    int(msg.first_dequeue_time), int(msg.due + wall_minus_mono), msg.dequeue_count)
+                    int(msg.first_dequeue_time), visible_at, msg.dequeue_count)
 
 
-def _wall_minus_mono(broker: Broker) -> float:
-    """Turns a monotonic due time into wall-clock seconds; read once per reply."""
-    return broker.clock.time() - broker.clock.monotonic()
-
-
-async def receive_message(broker: Broker, p: Params) -> str:
-    queue = broker.get_queue(p.str("queueName"))
-    got = await queue.receive(1, _wait(p, queue))
+async def receive_message(store: Store, p: Params) -> str:
+    got, visible_at = await store.receive(p.str("queueName"), 1, _wait(p))
     if not got:
         raise NoMessage()
-    return _render(got[0], _wall_minus_mono(broker)) + ","
+    return _render(got[0], int(visible_at)) + ","
 
 
-async def batch_receive_message(broker: Broker, p: Params) -> str:
-    queue = broker.get_queue(p.str("queueName"))
-    n = p.int("numOfMsg", lo=1, hi=MAX_BATCH)
-    got = await queue.receive(n, _wait(p, queue))
+async def batch_receive_message(store: Store, p: Params) -> str:
+    name = p.str("queueName")
+    got, visible_at = await store.receive(name, p.int("numOfMsg", lo=1, hi=MAX_BATCH), _wait(p))
     if not got:
         raise NoMessage()
-    offset = _wall_minus_mono(broker)
-    return '"msgInfoList":[{' + "},{".join([_render(m, offset) for m in got]) + "}],"
+    visible_at = int(visible_at)
+    return '"msgInfoList":[{' + "},{".join([_render(m, visible_at) for m in got]) + "}],"
 
 
-async def peek_message(broker: Broker, p: Params) -> dict:
+async def peek_message(store: Store, p: Params) -> dict:
     """Messages as they are, oldest first, in any state but deleted: nothing changes, no
     dequeue count or visibility timeout. An empty queue gives an empty list, not 7000."""
-    queue = broker.get_queue(p.str("queueName"))
-    n = p.int("numOfMsg", 16, 1, MAX_PEEK)
-    offset = _wall_minus_mono(broker)
+    name = p.str("queueName")
+    peeked = await store.peek(name, p.int("numOfMsg", 16, 1, MAX_PEEK))
     return {"msgInfoList": [
         {"msgBody": m.body, "msgId": str(m.id), "enqueueTime": int(m.enqueue_time),
          "firstDequeueTime": int(m.first_dequeue_time), "dequeueCount": m.dequeue_count,
-         "state": STATE_NAMES[m.state], "nextVisibleTime": int(m.due + offset) if m.due else 0}
-        for m in queue.peek(n)
+         "state": m.state, "nextVisibleTime": int(m.visible_at)}
+        for m in peeked
     ]}
 
 
-async def delete_message(broker: Broker, p: Params) -> dict:
-    queue = broker.get_queue(p.str("queueName"))
-    queue.delete(p.str("receiptHandle"))
+async def delete_message(store: Store, p: Params) -> str:
+    await store.delete(p.str("queueName"), p.str("receiptHandle"))
     return ""
 
 
-async def batch_delete_message(broker: Broker, p: Params) -> dict:
-    queue = broker.get_queue(p.str("queueName"))
+async def batch_delete_message(store: Store, p: Params) -> str:
+    name = p.str("queueName")
     handles = p.list("receiptHandle")
-    failures = []
-    for handle, exc in queue.delete_batch(handles):
-        code, module = codes_for(exc)
-        failures.append({"code": code, "message": f"({module}){exc.message}", "receiptHandle": handle})
+    failures = [{"code": codes_for(exc)[0], "message": describe(exc), "receiptHandle": handle}
+                for handle, exc in await store.delete_batch(name, handles)]
     if not failures:
         return ""
     if len(failures) == len(handles):

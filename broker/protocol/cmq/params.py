@@ -21,7 +21,7 @@ from ...errors import (
 )
 
 MAX_FIELDS = 1000
-MAX_BATCH = 16
+from ...engine.limits import MAX_BATCH  # noqa: E402  (re-exported: lists default to it)
 _MISSING = object()
 
 

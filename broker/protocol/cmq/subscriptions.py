@@ -3,7 +3,7 @@ Get/SetSubscriptionAttributes, ClearSubscriptionFilterTags."""
 
 from __future__ import annotations
 
-from ...engine import Broker, Subscription
+from ...store import Store, SubscriptionInfo
 from .params import Params
 
 
@@ -12,44 +12,38 @@ def _optional_list(p: Params, name: str) -> list[str] | None:
     return values or None
 
 
-async def subscribe(broker: Broker, p: Params) -> dict:
-    sub = broker.subscribe(
-        p.str("topicName"),
-        p.str("subscriptionName"),
-        p.str("protocol"),
-        p.str("endpoint"),
-        strategy=p.get("notifyStrategy") or None,
-        content_format=p.get("notifyContentFormat") or None,
-        filter_tags=_optional_list(p, "filterTag"),
-        binding_keys=_optional_list(p, "bindingKey"),
-    )
+def _options(p: Params) -> dict:
+    return {
+        "strategy": p.get("notifyStrategy") or None,
+        "content_format": p.get("notifyContentFormat") or None,
+        "filter_tags": _optional_list(p, "filterTag"),
+        "binding_keys": _optional_list(p, "bindingKey"),
+    }
+
+
+async def subscribe(store: Store, p: Params) -> dict:
+    sub = await store.subscribe(p.str("topicName"), p.str("subscriptionName"), p.str("protocol"),
+                                p.str("endpoint"), **_options(p))
     return {"subscriptionId": sub.sub_id}
 
 
-async def set_subscription_attributes(broker: Broker, p: Params) -> dict:
-    broker.update_subscription(
-        p.str("topicName"),
-        p.str("subscriptionName"),
-        strategy=p.get("notifyStrategy") or None,
-        content_format=p.get("notifyContentFormat") or None,
-        filter_tags=_optional_list(p, "filterTag"),
-        binding_keys=_optional_list(p, "bindingKey"),
-    )
+async def set_subscription_attributes(store: Store, p: Params) -> dict:
+    await store.update_subscription(p.str("topicName"), p.str("subscriptionName"), **_options(p))
     return {}
 
 
-def _attributes(broker: Broker, sub: Subscription) -> dict:
+def _attributes(owner: int, sub: SubscriptionInfo) -> dict:
     return {
-        "topicOwner": broker.app_id,
-        "topicName": sub.topic.name,
+        "topicOwner": owner,
+        "topicName": sub.topic,
         "subscriptionName": sub.name,
         "subscriptionId": sub.sub_id,
         "msgCount": sub.pending,
         "protocol": sub.protocol,
         "protocal": sub.protocol,  # the spelling the Python SDK reads
         "endpoint": sub.endpoint,
-        "notifyStrategy": sub.notify_strategy,
-        "notifyContentFormat": sub.notify_content_format,
+        "notifyStrategy": sub.strategy,
+        "notifyContentFormat": sub.content_format,
         "filterTags": list(sub.filter_tags),  # Python SDK
         "filterTag": list(sub.filter_tags),  # Java SDK
         "bindingKey": list(sub.binding_keys),
@@ -58,24 +52,24 @@ def _attributes(broker: Broker, sub: Subscription) -> dict:
     }
 
 
-async def get_subscription_attributes(broker: Broker, p: Params) -> dict:
-    return _attributes(broker, broker.get_subscription(p.str("topicName"), p.str("subscriptionName")))
+async def get_subscription_attributes(store: Store, p: Params) -> dict:
+    return _attributes(store.app_id, await store.get_subscription(p.str("topicName"), p.str("subscriptionName")))
 
 
-async def unsubscribe(broker: Broker, p: Params) -> dict:
-    broker.unsubscribe(p.str("topicName"), p.str("subscriptionName"))
+async def unsubscribe(store: Store, p: Params) -> dict:
+    await store.unsubscribe(p.str("topicName"), p.str("subscriptionName"))
     return {}
 
 
-async def clear_filter_tags(broker: Broker, p: Params) -> dict:
-    broker.update_subscription(p.str("topicName"), p.str("subscriptionName"), filter_tags=[])
+async def clear_filter_tags(store: Store, p: Params) -> dict:
+    await store.update_subscription(p.str("topicName"), p.str("subscriptionName"), filter_tags=[])
     return {}
 
 
-async def list_subscriptions(broker: Broker, p: Params) -> dict:
-    topic = broker.get_topic(p.str("topicName"))
-    total, page = topic.list_subscriptions(
-        p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 0, 100)
+async def list_subscriptions(store: Store, p: Params) -> dict:
+    topic = p.str("topicName")
+    total, page = await store.list_subscriptions(
+        topic, p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 0, 100)
     )
     return {
         "totalCount": total,

@@ -1,11 +1,14 @@
-"""How simulator entities look on the wire (API 2017-03-12 models: JobView, TaskView, ...)."""
+"""How simulator entities look on the wire (API 2017-03-12 models: JobView, TaskView, ...).
+
+The Batch service renders its Describe* replies with these, and the console shows the same
+views, so both show exactly what DescribeJob would."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...batchsim.events import iso
-from ...batchsim.model import Activity, Env, Instance, Job, Node, Task, metrics
+from .events import iso
+from .model import Activity, Env, Instance, Job, Node, Task, metrics
 
 
 _ON_NODE = ("STARTING", "RUNNING", "FAILED_INTERRUPTED")

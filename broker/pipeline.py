@@ -1,0 +1,172 @@
+"""The one request pipeline: decode → run the declared action → durability → stats → log → render.
+
+Theory of operation
+-------------------
+Every protocol (CMQ API 2.0, each API 3.0 service, the console's changes) declares its actions
+once, as `Action` rows collected in an `ActionTable`: the name (which is also the metric label),
+the handler, and whether it writes. Everything else is derived from those rows: dispatch,
+"still served while the disk refuses writes", the closed set of metric labels.
+
+A protocol is a small object with `decode` and `render`/`render_error` (see `Protocol`); it knows
+its wire format and nothing else. `Pipeline.handle` runs the same steps for all of them:
+
+1. `decode(call)`: read and authenticate the request, find the action, build the handler's
+   arguments. It records what it learns on the `Call` (api, action, region), so stats and the
+   access log can name the action even when a later step fails.
+2. refuse a writing action while the data directory is backlogged (reads still work);
+3. run the handler;
+4. if anything was journaled since the request began, wait until it is on disk (errors too: a
+   partly applied batch is durable before its reply goes out); a failed write turns the reply
+   into StorageUnavailable;
+5. render the result or the error in the protocol's own format (HTTP 200 and a JSON error for
+   the APIs; the console has its own small error → status table);
+6. count the request by (api, action label, result code), and hand it to the access log.
+
+A bug of ours (any exception that is not a BrokerError) is logged with the request id and
+rendered as the protocol's internal error: never a traceback to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_right
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import count
+from time import perf_counter
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol as _Protocol
+
+from .errors import BrokerError, InternalError, StorageUnavailable
+from .logs import ACCESS
+from .metrics import LATENCY_BOUNDS, UNKNOWN_ACTION, RequestStats
+
+log = logging.getLogger("broker.pipeline")
+
+BACKLOG_MESSAGE = ("the data directory has not accepted writes for a while; changes are refused until it does "
+                   "(reads still work)")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One action, declared once. `name` is its documented spelling and its metric label."""
+
+    name: str
+    handler: Callable[..., Awaitable[Any]] | None  # None: known, but deliberately not offered
+    writes: bool = True  # False: changes nothing, so it is served while the disk refuses writes
+
+
+class ActionTable:
+    """The actions of one protocol (or API 3.0 service), looked up by name."""
+
+    def __init__(self, api: str, actions: Iterable[Action], *, case_sensitive: bool = True):
+        self.api = api  # the `api` label of its metrics
+        self.case_sensitive = case_sensitive
+        self._by_key: dict[str, Action] = {}
+        for action in actions:
+            key = action.name if case_sensitive else action.name.lower()
+            if key in self._by_key:
+                raise ValueError(f"{api} action {action.name} is declared twice")
+            self._by_key[key] = action
+
+    def get(self, name: str) -> Action | None:
+        return self._by_key.get(name if self.case_sensitive else name.lower())
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def names(self) -> list[str]:
+        return [a.name for a in self._by_key.values()]
+
+
+class Call:
+    """One request as it goes through the pipeline: what decoding learned about it so far."""
+
+    __slots__ = ("id", "started", "api", "action", "region", "http")
+
+    def __init__(self, request_id: str, started: float, api: str, http: Any):
+        self.id = request_id
+        self.started = started
+        self.api = api  # metric label of the API; an API 3.0 request sets it to its service
+        self.action: Action | None = None  # known once decoding found it
+        self.region = ""  # API 3.0: X-TC-Region (or the default)
+        self.http = http  # the transport's request object (aiohttp's), for decode only
+
+
+class Protocol(_Protocol):
+    api: str  # default metric label (before decoding knows better)
+
+    async def decode(self, call: Call) -> tuple[Action, tuple]:
+        """Read the request; return the action and its handler's positional arguments. Set
+        `call.action` (and `call.api` where it depends on the request) as soon as known."""
+
+    def render(self, result: Any, call: Call) -> tuple[Any, Any]:
+        """(transport response, result code for stats) of a success."""
+
+    def render_error(self, error: BrokerError, call: Call) -> tuple[Any, Any]:
+        """(transport response, result code for stats) of a failure."""
+
+
+def request_ids() -> Iterator[str]:
+    """Request ids, one way for every protocol: UUID-shaped (API 3.0 clients parse them as
+    UUIDs), unique per process start, and cheap: a random prefix and a counter."""
+    prefix = os.urandom(10).hex()
+    head = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
+    return map(f"{head}{{:012x}}".format, count(1))
+
+
+class Pipeline:
+    """Runs every API request and console change of one broker (see the module docstring)."""
+
+    def __init__(self, durability: Any = None, access_log: bool = False):
+        # With --data-dir: mark() / changed_since(mark) / commit() / backlogged(), so that a reply
+        # that acknowledges a change goes out only once the change is on disk.
+        self.durability = durability
+        self.access_log = access_log  # True: hand action and code to the access log
+        self.stats: dict[str, RequestStats] = defaultdict(RequestStats)  # api → (label, code) → counts
+        self._ids = request_ids()
+
+    async def handle(self, protocol: Protocol, http: Any) -> Any:
+        call = Call(next(self._ids), perf_counter(), protocol.api, http)
+        durability = self.durability
+        mark = durability.mark() if durability is not None else 0
+        error: BrokerError | None = None
+        result = None
+        try:
+            action, args = await protocol.decode(call)
+            call.action = action
+            if durability is not None and action.writes and durability.backlogged():
+                raise StorageUnavailable(BACKLOG_MESSAGE)
+            result = await action.handler(*args)
+        except BrokerError as exc:
+            error = exc
+        except Exception:  # a bug of ours: log it, never show a traceback to the client
+            log.exception("internal error in request %s (%s %s)", call.id, call.api,
+                          call.action.name if call.action else "?")
+            error = InternalError(call.id)
+        if durability is not None and durability.changed_since(mark):
+            try:
+                await durability.commit()
+            except BrokerError as exc:
+                error = exc
+        if error is None:
+            response, code = protocol.render(result, call)
+        else:
+            response, code = protocol.render_error(error, call)
+        self.count(call, code)
+        return response
+
+    def count(self, call: Call, code: Any) -> None:
+        elapsed = perf_counter() - call.started
+        label = call.action.name if call.action is not None else UNKNOWN_ACTION
+        stat = self.stats[call.api][label, code]
+        stat[0] += elapsed
+        stat[bisect_right(LATENCY_BOUNDS, elapsed) + 1] += 1
+        if self.access_log and call.http is not None:
+            call.http[ACCESS] = (label, str(code), call.started)
