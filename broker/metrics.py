@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-Counting happens where the work happens, in plain ints, floats and lists: the endpoints add each
-request to a `RequestStats` (a dict keyed by (action, code) holding a latency histogram as
+Counting happens where the work happens, in plain ints, floats and lists: the pipeline adds each
+request to a `RequestStats` (pipeline.py) (a dict keyed by (action, code) holding a latency histogram as
 plain counts), topics count their publishes and copies, the Pusher its deliveries, the WAL its
 fsync times. Nothing Prometheus-shaped is touched per request: counting one costs two clock
 reads, a dict lookup and two list updates (about 0.25 µs).
@@ -18,7 +18,6 @@ the event loop, as the counters' writers do, so reads need no locks.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Any, Iterable
 
 from aiohttp import web
@@ -32,35 +31,13 @@ from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .batchsim import states as S
+from .pipeline import LATENCY_BOUNDS
 from .storage.wal import FSYNC_BOUNDS
 
 PREFIX = "cmq_broker_"
 # Prometheus' classic text format; version 0.0.4 is what every scraper understands.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
-
-# Seconds. A served request takes tens of microseconds; a long poll up to 30 s.
-LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                  1.0, 2.5, 5.0, 10.0, 30.0)
-
-UNKNOWN_ACTION = "unknown"  # the label of a request whose action is not declared
-
-
-def _new_entry() -> list:
-    return [0.0] + [0] * (len(LATENCY_BOUNDS) + 1)
-
-
-class RequestStats(defaultdict):
-    """(action, code) → [seconds summed, requests per latency bucket (not cumulative)...].
-
-    The pipeline updates an entry inline: `s = stats[action, code]; s[0] += t;
-    s[bisect_right(LATENCY_BOUNDS, t) + 1] += 1`. `action` must come from a closed set (a
-    declared action's name, or UNKNOWN_ACTION) so that no client can create label values without end.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(_new_entry)
-
 
 def _buckets(bounds: Iterable[float], counts: list[int]) -> list[tuple[str, int]]:
     """Per-bucket counts → the cumulative (le, count) pairs of the exposition, +Inf last."""

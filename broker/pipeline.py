@@ -39,9 +39,31 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol as _Pr
 
 from .errors import BrokerError, InternalError, StorageUnavailable
 from .logs import ACCESS
-from .metrics import LATENCY_BOUNDS, UNKNOWN_ACTION, RequestStats
 
 log = logging.getLogger("broker.pipeline")
+
+# Seconds. A served request takes tens of microseconds; a long poll up to 30 s.
+LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                  1.0, 2.5, 5.0, 10.0, 30.0)
+
+UNKNOWN_ACTION = "unknown"  # the label of a request whose action is not declared
+
+
+def _new_entry() -> list:
+    return [0.0] + [0] * (len(LATENCY_BOUNDS) + 1)
+
+
+class RequestStats(defaultdict):
+    """(action, code) → [seconds summed, requests per latency bucket (not cumulative)...].
+
+    The pipeline updates an entry inline: `s = stats[action, code]; s[0] += t;
+    s[bisect_right(LATENCY_BOUNDS, t) + 1] += 1`. `action` must come from a closed set (a
+    declared action's name, or UNKNOWN_ACTION) so that no client can create label values without end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_new_entry)
+
 
 BACKLOG_MESSAGE = ("the data directory has not accepted writes for a while; changes are refused until it does "
                    "(reads still work)")

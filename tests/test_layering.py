@@ -75,7 +75,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "batchsim": ("broker.protocol", "broker.console", "broker.storage", "broker.delivery", "broker.server",
                  "broker.pipeline", "aiohttp", "msgpack"),
     "delivery": ("broker.protocol", "broker.console", "broker.storage", "broker.server", "broker.batchsim"),
-    "pipeline": ("broker.protocol", "broker.console", "broker.storage", "broker.store", "broker.engine",
+    "pipeline": ("broker.protocol", "broker.console", "broker.storage", "broker.store", "broker.engine", "broker.metrics",
                  "broker.server", "broker.batchsim"),
     # The people's command line talks to a running broker over HTTP only.
     "commands": ("broker.engine", "broker.store", "broker.storage", "broker.server", "broker.batchsim",

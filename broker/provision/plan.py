@@ -248,16 +248,19 @@ def batch_error_key(message: str, default: str = "EnvName") -> tuple[str, str]:
 
 
 # The engine names parameters as the CMQ API does; the file uses the attributes' names.
-_CMQ_ALIASES = {"queueName": "name", "subscriptionName": "name", "filterTag": "filterTags"}
+# The engine's neutral field names (errors.FIELDS) as the provisioning file's keys call them.
+FILE_KEYS = {"queue": "name", "topic": "name", "subscription": "name", "filter_type": "filterType",
+             "protocol": "protocol", "endpoint": "endpoint", "strategy": "notifyStrategy",
+             "content_format": "notifyContentFormat", "filter_tags": "filterTags", "binding_keys": "bindingKey"}
 
 
 def engine_error(where: Where, exc: BrokerError, key: str) -> ProvisionError:
     """An engine or simulator refusal as a ProvisionError naming the key at fault (`key` when the
     refusal does not say)."""
-    param = getattr(exc, "param", None)
-    if param is None or param.startswith("ComputeEnv."):
+    if not isinstance(exc, InvalidParameter) or exc.param.startswith("ComputeEnv."):
         return where.error(*batch_error_key(exc.message, key))
-    return where.error(_CMQ_ALIASES.get(param, param), strip_subject(exc.message, param))
+    name = exc.wire_name(FILE_KEYS)
+    return where.error(name, strip_subject(exc.text(FILE_KEYS), name))
 
 
 def _plain(value: Any) -> bool:
