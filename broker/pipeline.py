@@ -8,7 +8,8 @@ the handler, and whether it writes. Everything else is derived from those rows: 
 "still served while the disk refuses writes", the closed set of metric labels.
 
 A protocol is a small object with `decode` and `render`/`render_error` (see `Protocol`); it knows
-its wire format and nothing else. `Pipeline.handle` runs the same steps for all of them:
+its wire format and nothing else. `Pipeline.handler(protocol)` is the transport's request handler
+for it, and runs the same steps for all of them:
 
 1. `decode(call)`: read and authenticate the request, find the action, build the handler's
    arguments. It records what it learns on the `Call` (api, action, region), so stats and the
@@ -94,6 +95,11 @@ class ActionTable:
     def get(self, name: str) -> Action | None:
         return self._by_key.get(name if self.case_sensitive else name.lower())
 
+    def finder(self) -> Callable[[str], Action | None]:
+        """The lookup itself, for hot paths: takes the name as stored (lower case when the
+        table is case-insensitive)."""
+        return self._by_key.get
+
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 
@@ -113,6 +119,7 @@ class Call:
     __slots__ = ("id", "started", "api", "action", "region", "http")
 
     def __init__(self, request_id: str, started: float, api: str, http: Any):
+        # (The pipeline's handler fills these in itself, without this call: it is the hot path.)
         self.id = request_id
         self.started = started
         self.api = api  # metric label of the API; an API 3.0 request sets it to its service
@@ -154,41 +161,56 @@ class Pipeline:
         self.stats: dict[str, RequestStats] = defaultdict(RequestStats)  # api → (label, code) → counts
         self._ids = request_ids()
 
-    async def handle(self, protocol: Protocol, http: Any) -> Any:
-        call = Call(next(self._ids), perf_counter(), protocol.api, http)
-        durability = self.durability
-        mark = durability.mark() if durability is not None else 0
-        error: BrokerError | None = None
-        result = None
-        try:
-            action, args = await protocol.decode(call)
-            call.action = action
-            if durability is not None and action.writes and durability.backlogged():
-                raise StorageUnavailable(BACKLOG_MESSAGE)
-            result = await action.handler(*args)
-        except BrokerError as exc:
-            error = exc
-        except Exception:  # a bug of ours: log it, never show a traceback to the client
-            log.exception("internal error in request %s (%s %s)", call.id, call.api,
-                          call.action.name if call.action else "?")
-            error = InternalError(call.id)
-        if durability is not None and durability.changed_since(mark):
+    def handler(self, protocol: Protocol) -> Callable[[Any], Awaitable[Any]]:
+        """The transport's request handler for `protocol`: every step of the module docstring.
+        (One closure per protocol, with what it uses bound as locals: this is the hot path.)"""
+        decode, render, render_error = protocol.decode, protocol.render, protocol.render_error
+        api, ids, durability, stats = protocol.api, self._ids, self.durability, self.stats
+        own_stats = stats[api]  # the protocol's own api label: most requests count here
+        access_log = self.access_log
+
+        new_call = Call.__new__
+
+        async def handle(http: Any) -> Any:
+            call = new_call(Call)  # as Call(...) would, without a Python call
+            call.id, call.started, call.api, call.action, call.region, call.http = (
+                next(ids), perf_counter(), api, None, "", http)
+            mark = durability.mark() if durability is not None else 0
+            error = result = None
             try:
-                await durability.commit()
+                action, args = await decode(call)
+                call.action = action
+                if durability is not None and action.writes and durability.backlogged():
+                    raise StorageUnavailable(BACKLOG_MESSAGE)
+                result = await action.handler(*args)
             except BrokerError as exc:
                 error = exc
-        if error is None:
-            response, code = protocol.render(result, call)
-        else:
-            response, code = protocol.render_error(error, call)
-        self.count(call, code)
-        return response
+            except Exception:  # a bug of ours: log it, never show a traceback to the client
+                log.exception("internal error in request %s (%s %s)", call.id, call.api,
+                              call.action.name if call.action else "?")
+                error = InternalError(call.id)
+            if durability is not None and durability.changed_since(mark):
+                try:
+                    await durability.commit()
+                except BrokerError as exc:
+                    error = exc
+            if error is None:
+                response, code = render(result, call)
+            else:
+                response, code = render_error(error, call)
+            # Count it: (api, action label, code) → latency histogram (metrics.py shows it).
+            elapsed = perf_counter() - call.started
+            action = call.action
+            label = action.name if action is not None else UNKNOWN_ACTION
+            stat = (own_stats if call.api is api else stats[call.api])[label, code]
+            stat[0] += elapsed
+            stat[bisect_right(LATENCY_BOUNDS, elapsed) + 1] += 1
+            if access_log and http is not None:
+                http[ACCESS] = (label, str(code), call.started)
+            return response
 
-    def count(self, call: Call, code: Any) -> None:
-        elapsed = perf_counter() - call.started
-        label = call.action.name if call.action is not None else UNKNOWN_ACTION
-        stat = self.stats[call.api][label, code]
-        stat[0] += elapsed
-        stat[bisect_right(LATENCY_BOUNDS, elapsed) + 1] += 1
-        if self.access_log and call.http is not None:
-            call.http[ACCESS] = (label, str(code), call.started)
+        return handle
+
+    async def handle(self, protocol: Protocol, http: Any) -> Any:
+        """Run one request of `protocol` (for callers that hold no handler of their own)."""
+        return await self.handler(protocol)(http)

@@ -54,3 +54,19 @@ def test_lists():
         Params(decode_pairs("msgBody.2=a&msgBody.3=b")).list("msgBody")
     with pytest.raises(TooManyItems):
         Params(decode_pairs("&".join(f"msgBody.{i}=m" for i in range(1, 18)))).list("msgBody")
+
+
+def test_parse_in_one_pass_equals_decode_then_params():
+    for text in ["", "a=1&b=2", "Action=SendMessage&msgBody=a+b%20c&queueName=q", "k=&=v&&x=%E2%82%AC",
+                 "msgBody.1=a&msgBody.2=b"]:
+        one = Params.parse(text)
+        two = Params(decode_pairs(text))
+        assert one.pairs == two.pairs and one._values == two._values, text
+    for bad in ["a=1&A=2", "a=%FF"]:
+        errors = []
+        for make in (lambda t: Params.parse(t), lambda t: Params(decode_pairs(t))):
+            try:
+                make(bad)
+            except Exception as exc:  # the same domain error either way
+                errors.append(type(exc))
+        assert len(errors) == 2 and errors[0] is errors[1], bad

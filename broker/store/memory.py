@@ -68,11 +68,11 @@ class MemoryStore(Store):
 
     async def send(self, queue: str, bodies: list[str], delay: int = 0) -> list[int]:
         q = self.engine.get_queue(queue)
-        if len(bodies) == 1:
+        if len(bodies) == 1:  # SendMessage, the hot path: no loop, no comprehension
             q.check_body(bodies[0])
-        else:
-            for i, body in enumerate(bodies, 1):
-                q.check_body(body, i)
+            return [q.send(bodies, delay)[0].id]
+        for i, body in enumerate(bodies, 1):
+            q.check_body(body, i)
         return [m.id for m in q.send(bodies, delay)]
 
     async def receive(self, queue: str, n: int, wait: int | None = None) -> Received:

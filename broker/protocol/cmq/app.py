@@ -18,7 +18,7 @@ from ...pipeline import Action, ActionTable, Call, Pipeline
 from ...store import Store
 from . import messages, queues, subscriptions, topics
 from .errors import error_reply
-from .params import Params, decode_pairs
+from .params import Params
 from .signature import verify
 
 ACTIONS = ActionTable("cmq", [
@@ -52,6 +52,7 @@ ACTIONS = ActionTable("cmq", [
     Action("ClearSubscriptionFilterTags", subscriptions.clear_filter_tags),
 ], case_sensitive=False)
 
+_find = ACTIONS.finder()  # lower-case name → Action (a dict's get: the hot path)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -69,17 +70,34 @@ class CmqProtocol:
         self.max_body = max_body
         self.secrets = (secret_id, secret_key) if secret_id and secret_key else None
 
-    async def handle(self, request: web.Request) -> web.Response:
-        return await self.pipeline.handle(self, request)
+        self.handle = pipeline.handler(self)  # the aiohttp handler for /v2/index.php
 
     async def decode(self, call: Call) -> tuple[Action, tuple]:
         request = call.http
-        params = Params(await self._pairs(request))
+        if request.method == "POST":
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise MalformedRequest(f"request body is larger than the limit of {self.max_body} bytes") from None
+            except ConnectionResetError:  # the client left, or was cut off for sending too slowly
+                raise MalformedRequest("the connection closed before the request body arrived") from None
+            if not raw and request.rel_url.raw_query_string:
+                params = Params.parse(request.rel_url.raw_query_string)
+            else:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise MalformedRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
+                params = Params.parse(text)
+        elif request.method == "GET":
+            params = Params.parse(request.rel_url.raw_query_string)
+        else:
+            raise MethodNotAllowed(f"method {request.method} is not supported, use GET or POST")
         if self.secrets:
             verify(request.method, request.host, request.path, params.pairs, *self.secrets,
                    now=self.clock.time(), max_skew=self.max_skew)
         name = params.str("Action", "")
-        action = ACTIONS.get(name)
+        action = _find(name.lower())
         if action is None:
             raise UnknownAction(name)
         return action, (self.store, params)
@@ -99,22 +117,3 @@ class CmqProtocol:
     def render_error(self, error: BrokerError, call: Call) -> tuple[web.Response, int]:
         reply = error_reply(error, call.id)
         return web.Response(body=_dumps(reply).encode(), content_type="application/json"), reply["code"]
-
-    async def _pairs(self, request: web.Request) -> list[tuple[str, str]]:
-        if request.method == "POST":
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise MalformedRequest(f"request body is larger than the limit of {self.max_body} bytes") from None
-            except ConnectionResetError:  # the client left, or was cut off for sending too slowly
-                raise MalformedRequest("the connection closed before the request body arrived") from None
-            if not raw and request.rel_url.raw_query_string:
-                return decode_pairs(request.rel_url.raw_query_string)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise MalformedRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
-            return decode_pairs(text)
-        if request.method == "GET":
-            return decode_pairs(request.rel_url.raw_query_string)
-        raise MethodNotAllowed(f"method {request.method} is not supported, use GET or POST")
