@@ -232,8 +232,10 @@ def test_an_unreadable_file_is_refused(tmp_path):
 def engine(strict: bool = False, max_queues: int = 1000) -> tuple[Broker, BatchSim, list]:
     broker = Broker(FakeClock(), Limits(max_queues=max_queues), strict=strict)
     records: list = []
-    broker.set_journal(records.append)  # what would go to the write-ahead log
-    return broker, BatchSim(broker), records
+    broker.events.set_recorder(records.append)  # what would go to the write-ahead log
+    sim = BatchSim(broker)
+    sim.records.set_recorder(records.append)
+    return broker, sim, records
 
 
 def test_applying_twice_changes_nothing_the_second_time(tmp_path):
