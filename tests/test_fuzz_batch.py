@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from broker.protocol.batch import ACTIONS, UNSUPPORTED
-from broker.protocol.batch.app import VERSION
+from broker.protocol.api3.batch import SUPPORTED as ACTIONS, UNSUPPORTED
+from broker.protocol.api3.batch import VERSION
 
 from fuzzing import Http, LogWatch, Request, Tally, batch_error, batch_reply, budget, fake_clock_broker, form, report
 

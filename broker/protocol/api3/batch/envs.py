@@ -3,11 +3,12 @@ activities, and TerminateComputeNode(s)."""
 
 from __future__ import annotations
 
-from ...batchsim import BatchSim
-from ...batchsim.query import select
-from . import params as p
-from .app import Context, register
-from ...batchsim.views import activity_view, env_create_info, env_view, node_view
+from ....batchsim import BatchSim
+from ....batchsim.query import select
+from ....batchsim.views import activity_view, env_create_info, env_view, node_view
+from ....pipeline import Action, Call
+from .. import params as p
+from .listing import listing
 
 ENV_FILTERS = {
     "zone": lambda e: e.zone,
@@ -17,45 +18,39 @@ ENV_FILTERS = {
 }
 
 
-@register("CreateComputeEnv")
-async def create_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def create_compute_env(sim: BatchSim, params: dict, call: Call) -> dict:
     token = p.string(params, "ClientToken", max_len=64)
-    env = sim.create_env(params.get("ComputeEnv"), params.get("Placement"), ctx.region, token)
+    env = sim.create_env(params.get("ComputeEnv"), params.get("Placement"), call.region, token)
     return {"EnvId": env.env_id}
 
 
-@register("DescribeComputeEnv")
-async def describe_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_compute_env(sim: BatchSim, params: dict, call: Call) -> dict:
     env = sim.get_env(p.string(params, "EnvId", required=True))
     return {**env_view(env), "ComputeNodeSet": [node_view(n) for n in env.nodes.values()]}
 
 
 def _envs(sim: BatchSim, params: dict) -> list:
-    return p.listing(params, "EnvIds", sim.get_env, sim.envs.values(), ENV_FILTERS, tags=lambda e: e.tags)
+    return listing(params, "EnvIds", sim.get_env, sim.envs.values(), ENV_FILTERS, tags=lambda e: e.tags)
 
 
-@register("DescribeComputeEnvs")
-async def describe_compute_envs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_compute_envs(sim: BatchSim, params: dict, call: Call) -> dict:
     envs = _envs(sim, params)
     offset, limit = p.page(params)
     return {"ComputeEnvSet": [env_view(e) for e in envs[offset:offset + limit]], "TotalCount": len(envs)}
 
 
-@register("DescribeComputeEnvCreateInfo")
-async def describe_compute_env_create_info(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_compute_env_create_info(sim: BatchSim, params: dict, call: Call) -> dict:
     return env_create_info(sim.get_env(p.string(params, "EnvId", required=True)))
 
 
-@register("DescribeComputeEnvCreateInfos")
-async def describe_compute_env_create_infos(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_compute_env_create_infos(sim: BatchSim, params: dict, call: Call) -> dict:
     envs = _envs(sim, params)
     offset, limit = p.page(params)
     return {"ComputeEnvCreateInfoSet": [env_create_info(e) for e in envs[offset:offset + limit]],
             "TotalCount": len(envs)}
 
 
-@register("DescribeComputeEnvActivities")
-async def describe_compute_env_activities(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_compute_env_activities(sim: BatchSim, params: dict, call: Call) -> dict:
     env = sim.get_env(p.string(params, "EnvId", required=True))
     offset, limit = p.page(params)
     activities = select(env.activities, p.filters(params), {"compute-node-id": lambda a: a.node_id})
@@ -63,8 +58,7 @@ async def describe_compute_env_activities(sim: BatchSim, params: dict, ctx: Cont
             "TotalCount": len(activities)}
 
 
-@register("ModifyComputeEnv")
-async def modify_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def modify_compute_env(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.modify_env(
         p.string(params, "EnvId", required=True),
         desired=p.integer(params, "DesiredComputeNodeCount"),
@@ -75,20 +69,32 @@ async def modify_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dict:
     return {}
 
 
-@register("DeleteComputeEnv")
-async def delete_compute_env(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def delete_compute_env(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.delete_env(p.string(params, "EnvId", required=True))
     return {}
 
 
-@register("TerminateComputeNode")
-async def terminate_compute_node(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def terminate_compute_node(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.terminate_nodes(p.string(params, "EnvId", required=True), [p.string(params, "ComputeNodeId", required=True)])
     return {}
 
 
-@register("TerminateComputeNodes")
-async def terminate_compute_nodes(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def terminate_compute_nodes(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.terminate_nodes(p.string(params, "EnvId", required=True),
                         p.string_list(params, "ComputeNodeIds", required=True, max_items=100))
     return {}
+
+
+# This family's declarations (batch_service collects them); Describe* change nothing.
+ACTIONS = [
+    Action("CreateComputeEnv", create_compute_env),
+    Action("DescribeComputeEnv", describe_compute_env, writes=False),
+    Action("DescribeComputeEnvs", describe_compute_envs, writes=False),
+    Action("DescribeComputeEnvCreateInfo", describe_compute_env_create_info, writes=False),
+    Action("DescribeComputeEnvCreateInfos", describe_compute_env_create_infos, writes=False),
+    Action("DescribeComputeEnvActivities", describe_compute_env_activities, writes=False),
+    Action("ModifyComputeEnv", modify_compute_env),
+    Action("DeleteComputeEnv", delete_compute_env),
+    Action("TerminateComputeNode", terminate_compute_node),
+    Action("TerminateComputeNodes", terminate_compute_nodes),
+]

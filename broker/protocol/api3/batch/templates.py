@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from ...batchsim import BatchSim, validate
-from ...batchsim.events import iso
-from . import params as p
-from .app import Context, register
+from ....batchsim import BatchSim, validate
+from ....batchsim.events import iso
+from ....pipeline import Action, Call
+from .. import params as p
+from .listing import listing
 
 
 def _env_checker(sim: BatchSim):
     return lambda env_id, where: sim.get_env(env_id, where)
 
 
-@register("CreateTaskTemplate")
-async def create_task_template(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def create_task_template(sim: BatchSim, params: dict, call: Call) -> dict:
     tags = validate.tags(params.get("Tags"), "Tags", most=10)
     template = sim.templates.create(
         params.get("TaskTemplateName"), params.get("TaskTemplateInfo"), params.get("TaskTemplateDescription"),
@@ -22,9 +22,8 @@ async def create_task_template(sim: BatchSim, params: dict, ctx: Context) -> dic
     return {"TaskTemplateId": template.template_id}
 
 
-@register("DescribeTaskTemplates")
-async def describe_task_templates(sim: BatchSim, params: dict, ctx: Context) -> dict:
-    found = p.listing(params, "TaskTemplateIds", sim.templates.get, sim.templates.items.values(),
+async def describe_task_templates(sim: BatchSim, params: dict, call: Call) -> dict:
+    found = listing(params, "TaskTemplateIds", sim.templates.get, sim.templates.items.values(),
                       {"task-template-name": lambda t: t.name}, tags=lambda t: t.tags)
     offset, limit = p.page(params)
     return {
@@ -37,14 +36,21 @@ async def describe_task_templates(sim: BatchSim, params: dict, ctx: Context) -> 
     }
 
 
-@register("ModifyTaskTemplate")
-async def modify_task_template(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def modify_task_template(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.templates.modify(params.get("TaskTemplateId"), params.get("TaskTemplateName"),
                          params.get("TaskTemplateDescription"), params.get("TaskTemplateInfo"), _env_checker(sim))
     return {}
 
 
-@register("DeleteTaskTemplates")
-async def delete_task_templates(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def delete_task_templates(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.templates.delete(p.string_list(params, "TaskTemplateIds", required=True, max_items=100))
     return {}
+
+
+# This family's declarations (batch_service collects them); Describe* change nothing.
+ACTIONS = [
+    Action("CreateTaskTemplate", create_task_template),
+    Action("DescribeTaskTemplates", describe_task_templates, writes=False),
+    Action("ModifyTaskTemplate", modify_task_template),
+    Action("DeleteTaskTemplates", delete_task_templates),
+]

@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import base64
 
-from ...batchsim import BatchSim
-from ...batchsim.events import iso
-from ...batchsim.model import metrics
-from ...batchsim.query import select
-from ...errors import InvalidBatchParameter
-from . import params as p
-from .app import Context, register
-from ...batchsim.views import instance_view, job_view, task_view
+from ....batchsim import BatchSim
+from ....batchsim.events import iso
+from ....batchsim.model import metrics
+from ....batchsim.query import select
+from ....batchsim.views import instance_view, job_view, task_view
+from ....errors import InvalidBatchParameter
+from ....pipeline import Action, Call
+from .. import params as p
+from .listing import listing
 
 MAX_LOG_BYTES = 2048
 
 
-@register("SubmitJob")
-async def submit_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def submit_job(sim: BatchSim, params: dict, call: Call) -> dict:
     token = p.string(params, "ClientToken", max_len=64)
-    job = sim.submit_job(params.get("Placement"), params.get("Job"), ctx.region, token)
+    job = sim.submit_job(params.get("Placement"), params.get("Job"), call.region, token)
     return {"JobId": job.job_id}
 
 
-@register("DescribeJob")
-async def describe_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_job(sim: BatchSim, params: dict, call: Call) -> dict:
     job = sim.get_job(p.string(params, "JobId", required=True))
     return {
         "JobId": job.job_id,
@@ -53,15 +52,13 @@ JOB_FILTERS = {
 }
 
 
-@register("DescribeJobs")
-async def describe_jobs(sim: BatchSim, params: dict, ctx: Context) -> dict:
-    jobs = p.listing(params, "JobIds", sim.get_job, sim.jobs.values(), JOB_FILTERS, tags=lambda j: j.spec.get("Tags"))
+async def describe_jobs(sim: BatchSim, params: dict, call: Call) -> dict:
+    jobs = listing(params, "JobIds", sim.get_job, sim.jobs.values(), JOB_FILTERS, tags=lambda j: j.spec.get("Tags"))
     offset, limit = p.page(params)
     return {"JobSet": [job_view(j) for j in jobs[offset:offset + limit]], "TotalCount": len(jobs)}
 
 
-@register("DescribeJobSubmitInfo")
-async def describe_job_submit_info(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_job_submit_info(sim: BatchSim, params: dict, call: Call) -> dict:
     job = sim.get_job(p.string(params, "JobId", required=True))
     return {
         "JobId": job.job_id,
@@ -74,8 +71,7 @@ async def describe_job_submit_info(sim: BatchSim, params: dict, ctx: Context) ->
     }
 
 
-@register("DescribeTask")
-async def describe_task(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_task(sim: BatchSim, params: dict, call: Call) -> dict:
     task = sim.get_task(p.string(params, "JobId", required=True), p.string(params, "TaskName", required=True))
     offset, limit = p.page(params, default=100, most=1000)
     instance_filters = {"task-instance-state": lambda i: i.state, "task-instance-type": lambda i: i.state}
@@ -97,8 +93,7 @@ def _b64_tail(text: str) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-@register("DescribeTaskLogs")
-async def describe_task_logs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def describe_task_logs(sim: BatchSim, params: dict, call: Call) -> dict:
     task = sim.get_task(p.string(params, "JobId", required=True), p.string(params, "TaskName", required=True))
     indexes = params.get("TaskInstanceIndexes")
     if indexes is not None and params.get("Offset") is not None:
@@ -128,14 +123,12 @@ async def describe_task_logs(sim: BatchSim, params: dict, ctx: Context) -> dict:
     return {"TotalCount": len(task.instances), "TaskInstanceLogSet": logs}
 
 
-@register("TerminateJob")
-async def terminate_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def terminate_job(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.terminate_job(p.string(params, "JobId", required=True))
     return {}
 
 
-@register("TerminateTaskInstance")
-async def terminate_task_instance(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def terminate_task_instance(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.terminate_instance(
         p.string(params, "JobId", required=True),
         p.string(params, "TaskName", required=True),
@@ -144,13 +137,26 @@ async def terminate_task_instance(sim: BatchSim, params: dict, ctx: Context) -> 
     return {}
 
 
-@register("DeleteJob")
-async def delete_job(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def delete_job(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.delete_job(p.string(params, "JobId", required=True))
     return {}
 
 
-@register("RetryJobs")
-async def retry_jobs(sim: BatchSim, params: dict, ctx: Context) -> dict:
+async def retry_jobs(sim: BatchSim, params: dict, call: Call) -> dict:
     sim.retry_jobs(p.string_list(params, "JobIds", required=True, max_items=100))
     return {}
+
+
+# This family's declarations (batch_service collects them); Describe* change nothing.
+ACTIONS = [
+    Action("SubmitJob", submit_job),
+    Action("DescribeJob", describe_job, writes=False),
+    Action("DescribeJobs", describe_jobs, writes=False),
+    Action("DescribeJobSubmitInfo", describe_job_submit_info, writes=False),
+    Action("DescribeTask", describe_task, writes=False),
+    Action("DescribeTaskLogs", describe_task_logs, writes=False),
+    Action("TerminateJob", terminate_job),
+    Action("TerminateTaskInstance", terminate_task_instance),
+    Action("DeleteJob", delete_job),
+    Action("RetryJobs", retry_jobs),
+]

@@ -1,16 +1,59 @@
-"""Typed reads of an API 3.0 JSON request body (a dict with PascalCase keys).
+"""Typed reads of an API 3.0 JSON request body (a dict with PascalCase keys), and the body itself.
 
-Each getter names the field in its error (`Job.Tasks.0.TaskName`), so the client can find it.
-Absent and JSON null mean the same thing, as in the SDK, which omits fields left as None.
-JSON booleans are not integers here, although Python says they are.
+`decode_body` turns the raw body into that dict, refusing what is not a JSON object of
+parameters (or nests deeper than MAX_DEPTH). Each getter names the field in its error
+(`Job.Tasks.0.TaskName`), so the client can find it. Absent and JSON null mean the same thing,
+as in the SDKs, which omit fields left as None. JSON booleans are not integers here, although
+Python says they are. These are common to every API 3.0 service; a service keeps its own
+conventions (Batch's Describe* listings) in its package.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ...batchsim.query import select
-from ...errors import InvalidBatchParameter, MissingParameter, ParameterOutOfRange, ParameterWrongType
+from ...errors import MalformedRequest, MissingParameter, ParameterOutOfRange, ParameterWrongType
+
+MAX_DEPTH = 32  # levels of JSON objects and arrays in a request; Batch's own models use under 10
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_body(raw: bytes) -> dict:
+    """The request's parameters: a JSON object (an empty or blank body means `{}`)."""
+    if not raw.strip():
+        return {}  # what `{}` would mean; curl users often send nothing
+    try:
+        params = json.loads(raw, parse_constant=_no_constants)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # json.loads recurses once per level: "[[[[..." exhausts the stack
+        raise MalformedRequest(f"request body is nested deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(params, dict):
+        kind = _JSON_KINDS.get(type(params), "value")
+        raise MalformedRequest(f"request body must be a JSON object of parameters, got a JSON {kind}")
+    if _deeper_than(params, MAX_DEPTH):  # what is kept is echoed and journaled later, recursively too
+        raise MalformedRequest(f"request body is nested deeper than {MAX_DEPTH} levels")
+    return params
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
 
 _MISSING = object()
 
@@ -78,7 +121,7 @@ def obj(params: dict, key: str, *, required: bool = False, name: str | None = No
 def filters(params: dict, key: str = "Filters") -> list[dict]:
     """`Filters` as a list of {"Name": str, "Values": [str, ...]}; absent means [].
 
-    A single Filter object is taken as a list of one: DescribeComputeEnvActivities documents
+    A single Filter object is taken as a list of one: Batch's DescribeComputeEnvActivities documents
     its Filters that way.
     """
     value = params.get(key)
@@ -103,15 +146,3 @@ def page(params: dict, default: int = 20, most: int = 100) -> tuple[int, int]:
     """(Offset, Limit) of a Describe* listing."""
     return integer(params, "Offset", default=0, lo=0), integer(params, "Limit", default=default, lo=1, hi=most)
 
-
-def listing(params: dict, ids_key: str, by_id, items, fields, tags=None) -> list:
-    """What a Describe* listing covers: the objects named by `ids_key`, or else every object
-    matching `Filters`, newest first. Giving both is refused, as the cloud does."""
-    ids = string_list(params, ids_key, max_items=100)
-    given_filters = filters(params)
-    if ids is not None and given_filters:
-        raise InvalidBatchParameter(f"give {ids_key} or Filters, not both", "InvalidParameterCombination")
-    if ids is not None:
-        return [by_id(i) for i in ids]
-    newest_first = sorted(items, key=lambda x: x.create_time, reverse=True)
-    return select(newest_first, given_filters, fields, tags=tags)
