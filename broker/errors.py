@@ -296,7 +296,7 @@ class NoMatchingSubscription(BrokerError):
 
 
 # -- API 3.0 transport and the Batch simulator ------------------------------------------------
-# Batch errors carry a `reason` (e.g. kind "Job" for a missing job): protocol/batch/errors.py
+# Batch errors carry a `reason` (e.g. kind "Job" for a missing job): protocol/api3/errors.py
 # appends it to the code of the error's class ("ResourceNotFound" + ".Job").
 
 class InvalidAuthorization(AuthFailure):
