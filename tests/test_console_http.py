@@ -20,7 +20,7 @@ from yarl import URL
 
 from broker.config import Config, add_serve_arguments, build_config
 from broker.console.decode import decode, summary
-from broker.server import start
+from broker.server import PIPELINE, start
 
 from conftest import run_broker
 
@@ -154,19 +154,32 @@ async def test_changes_need_the_session_and_its_csrf_token(broker, browser):
 
 
 async def test_the_console_refuses_what_the_api_refuses(browser):
-    assert (await browser.post("/queues", status=400, queueName="1bad"))["error"]["code"].startswith("4000")
+    # Neutral codes (the error's class name), never another protocol's wire code; fields named as the forms do.
+    bad_name = (await browser.post("/queues", status=400, queueName="1bad"))["error"]
+    assert bad_name["code"] == "InvalidQueueName" and bad_name["message"].startswith("queueName '1bad' is invalid")
+    assert (await browser.post("/queues", status=400))["error"] == {
+        "code": "MissingParameter", "message": "required parameter queueName is missing"}
     await browser.post("/queues", queueName="dup")
-    assert (await browser.post("/queues", status=400, queueName="dup"))["error"]["code"] == "4460 (10210)"
+    assert (await browser.post("/queues", status=400, queueName="dup"))["error"]["code"] == "QueueAlreadyExists"
     out_of_range = await browser.post("/queues", status=400, queueName="q2", visibilityTimeout="0")
+    assert out_of_range["error"]["code"] == "ParameterOutOfRange"
     assert "visibilityTimeout" in out_of_range["error"]["message"]
-    assert (await browser.post("/queues/nope/send", status=404, msgBody="x"))["error"]["code"] == "4440 (10100)"
+    not_a_number = await browser.post("/queues", status=400, queueName="q2", visibilityTimeout="ten")
+    assert not_a_number["error"] == {"code": "ParameterWrongType",
+                                     "message": "visibilityTimeout must be a whole number, got 'ten'"}
+    assert (await browser.post("/queues/nope/send", status=404, msgBody="x"))["error"]["code"] == "QueueNotFound"
+    assert (await browser.post("/queues/dup/send", status=400, msgBody=""))["error"] == {  # the engine's, worded
+        "code": "EmptyMessage", "message": "msgBody is empty"}
+    too_late = await browser.post("/queues/dup/send", status=400, msgBody="x", delaySeconds="3601")
+    assert too_late["error"]["message"] == "delaySeconds must be from 0 to 3600, got 3601"
     bad_zone = await browser.post("/jobs", status=400, job_name="j", zone="ap-shanghai-2", instance_type="S5.MEDIUM4")
     assert bad_zone["error"]["code"] == "InvalidZone.MismatchRegion"
     no_topic = await browser.post("/jobs", status=400, job_name="j", zone="ap-guangzhou-3",
                                   instance_type="S5.MEDIUM4", topic="missing", event="JOB_SUCCEED")
-    assert no_topic["error"]["code"] == "InvalidParameter.NotificationTopicName"
+    assert no_topic["error"]["code"] == "InvalidBatchParameter.NotificationTopicName"
     not_a_number = await browser.post("/jobs", status=400, job_name="j", zone="ap-guangzhou-3", instances="two")
     assert "instances must be a whole number" in not_a_number["error"]["message"]
+    assert (await browser.post("/jobs/job-nothere/delete", status=404))["error"]["code"] == "ResourceNotFound.Job"
 
 
 async def test_message_bodies_are_data_never_markup(broker, browser):
@@ -203,9 +216,10 @@ async def test_peek_receive_and_delete(broker, browser):
     assert (state["active"], state["inactive"]) == (1, 1)
     await browser.post("/queues/work/delete-message", receiptHandle=msg["receiptHandle"])
     again = await browser.post("/queues/work/delete-message", status=400, receiptHandle=msg["receiptHandle"])
-    assert again["error"]["code"].startswith("4430")
+    assert again["error"]["code"] == "InvalidReceiptHandle"
     assert (await browser.json(f"/queues/work/messages/{msg['id']}", status=404))["error"]["code"] == "MessageGone"
-    assert (await browser.post("/queues/work/receive", numOfMsg="17", status=400))["error"]["code"].startswith("4000")
+    assert (await browser.post("/queues/work/receive", numOfMsg="17", status=400))["error"] == {
+        "code": "ParameterOutOfRange", "message": "numOfMsg must be from 1 to 16, got 17"}
     assert (await browser.post("/queues/work/purge"))["message"] == "1 message(s) removed"
     await browser.post("/queues/work/delete")
     await browser.json("/queues/work", status=404)
@@ -218,7 +232,7 @@ async def test_topics_subscriptions_and_publish(broker, browser):
                        filterTag="paid, vip")
     bad = await browser.post("/topics/orders/subscribe", status=400, subscriptionName="web", protocol="http",
                              endpoint="ftp://x")
-    assert bad["error"]["code"].startswith("4000")
+    assert bad["error"]["code"] == "InvalidEndpoint"
     await browser.post("/topics/orders/publish", msgBody="for nobody", msgTag="free")
     await browser.post("/topics/orders/publish", msgBody="order 1", msgTag="vip, eu")
     topic = await browser.json("/topics/orders")
@@ -288,7 +302,8 @@ async def test_compute_environments_from_the_form(broker, browser):
     env = await wait_for(running)
     assert env["timeline"][0]["name"] == "COMPUTE_ENV_CREATED" and env["timeline"][0]["topics"] == ["envs"]
     assert (await browser.post(f"/envs/{env_id}/modify", status=400, desired="-1"))["error"]["code"] == \
-        "InvalidParameter"
+        "ParameterOutOfRange"
+    assert (await browser.post(f"/envs/{env_id}/modify", status=400))["error"]["code"] == "MissingParameter"
     await browser.post(f"/envs/{env_id}/modify", desired="1")
     await browser.post(f"/envs/{env_id}/delete")
     await wait_for(lambda: _gone(browser, f"/console/api/envs/{env_id}"))
@@ -359,6 +374,32 @@ async def test_no_console_flag():
 
 
 # -- durability -----------------------------------------------------------------------------------
+
+async def test_console_changes_go_through_the_request_pipeline(tmp_path):
+    """Counted under api "console" by result code; refused while the disk is backlogged, reads still served."""
+    running = await start(Config(port=0, data_dir=str(tmp_path)))
+    browser = Browser(running.url)
+    try:
+        await browser.open()
+        await browser.post("/queues", queueName="q")
+        await browser.post("/queues", status=400, queueName="q")
+        await browser.post("/queues", status=403, with_csrf=False, queueName="forged")
+        stats = running.app[PIPELINE].stats["console"]
+        counted = {key: sum(entry[1:]) for key, entry in stats.items()}
+        assert counted == {("CreateQueue", 0): 1, ("CreateQueue", "QueueAlreadyExists"): 1,
+                           ("CreateQueue", "BadCsrfToken"): 1}
+        durability = running.app[PIPELINE].durability
+        durability.backlogged = lambda: True  # as when the disk has refused writes for a while
+        refused = await browser.post("/queues/q/send", status=503, msgBody="x")
+        assert refused["error"]["code"] == "StorageUnavailable"
+        assert (await browser.json("/queues/q"))["active"] == 0  # reads are still served
+        del durability.backlogged
+        await browser.post("/queues/q/send", msgBody="x")
+        assert (await browser.json("/queues/q"))["active"] == 1
+    finally:
+        await browser.close()
+        await running.stop()
+
 
 async def test_console_changes_are_on_disk_before_the_reply(tmp_path):
     """A console change acknowledged just before a kill -9 is there after the restart."""

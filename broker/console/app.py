@@ -4,75 +4,47 @@ Every route goes through one of three guards, which is where the rules live:
 
 - pages: a session is needed (with secrets: else the login page; without: one is made);
 - JSON reads: the session too when there are secrets (401 otherwise), so the browser can log in;
-- changes (POST): the session and its CSRF token, then the action, then, with --data-dir, the
-  wait for the disk (as the API endpoints do) before the reply.
+- changes (POST under /console/api): the console protocol on the request pipeline
+  (protocol.py), which checks the session and its CSRF token before anything is changed.
 
-Routes are added to the broker's own app under /console only: the API routes are not wrapped,
-so they pay nothing for the console.
+Reads ask the store (queues, topics, subscriptions, peeked messages) and the Batch simulator
+(jobs, environments) and answer what views.py makes of them; their errors use the same table as
+the changes (errors.py). Routes are added to the broker's own app under /console only: the API
+routes are not wrapped, so they pay nothing for the console.
 """
 
 from __future__ import annotations
 
 import logging
 from importlib import resources
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..batchsim import BatchSim
-from ..engine import Broker
-from ..errors import (
-    BrokerError,
-    QueueNotFound,
-    ResourceNotFound,
-    StorageUnavailable,
-    SubscriptionNotFound,
-    TopicNotFound,
-)
-from ..protocol.batch.errors import code_for as api3_code
-from ..protocol.cmq.errors import codes_for as cmq_codes
-from ..protocol.cmq.messages import MAX_PEEK
+from ..config import Config
+from ..engine.limits import MAX_PEEK
+from ..errors import BrokerError, QueueNotFound, TopicNotFound
+from ..pipeline import Pipeline
+from ..store import Store
 from . import actions, pages, views
 from .auth import COOKIE, COOKIE_PATH, Session, Sessions, csrf_ok
-from .forms import Form
+from .errors import BadCsrfToken, LoginRequired, MessageGone
+from .protocol import LOG_IN_FIRST, ConsoleProtocol, error_response, secure
 from .timeline import Timeline
 
 log = logging.getLogger("broker.console")
 
-SECURITY_HEADERS = {
-    # Everything is served from here: no inline script, nothing from elsewhere, no framing.
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 STATIC = {"console.js": "text/javascript", "console.css": "text/css", "favicon.svg": "image/svg+xml"}
-
-
-class MessageGone(BrokerError):
-    """The message a page asks to show has left the queue since the page listed it."""
-
-
-NOT_FOUND = (QueueNotFound, TopicNotFound, SubscriptionNotFound, ResourceNotFound, MessageGone)
 PEEK_DEFAULT = 20
+SUBSCRIPTIONS_PAGE = 100  # subscriptions read per store call (a topic has at most 100 in the engine)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _secure(response: web.StreamResponse) -> web.StreamResponse:
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return _secure(web.json_response({"error": {"code": code, "message": message}}, status=status))
-
-
 def _redirect(location: str) -> web.Response:
-    return _secure(web.Response(status=303, headers={"Location": location}))
+    return secure(web.Response(status=303, headers={"Location": location}))
 
 
 def _safe_next(path: str) -> str:
@@ -80,14 +52,27 @@ def _safe_next(path: str) -> str:
     return path if path.startswith("/console") and not path.startswith("//") and "\\" not in path else "/console/"
 
 
+async def everything(list_page: Callable[[int, int], Awaitable[tuple[int, list]]], page_size: int) -> list:
+    """Every item of a store listing, `page_size` per call: `list_page(offset, limit)`."""
+    items: list = []
+    while True:
+        total, page = await list_page(len(items), page_size)
+        items += page
+        if not page or len(items) >= total:
+            return items
+
+
 class Console:
-    def __init__(self, broker: Broker, sim: BatchSim, secret_id: str | None, secret_key: str | None,
-                 region: str, durability=None):
-        self.broker = broker
+    def __init__(self, store: Store, sim: BatchSim, pipeline: Pipeline, config: Config):
+        self.store = store
         self.sim = sim
-        self.region = region
-        self.durability = durability
-        self.sessions = Sessions(secret_id, secret_key)
+        self.region = config.region
+        # A listing of every queue or topic takes one store call: the broker holds at most these.
+        self.queues_per_call = config.max_queues
+        self.topics_per_call = config.max_topics
+        self.sessions = Sessions(config.secret_id, config.secret_key)
+        self.changes = ConsoleProtocol(actions.ROUTES, actions.Backend(store, sim, config.region), self.sessions,
+                                       pipeline)
         self.timeline = Timeline(sim)
         self.timeline.attach()
         self._static = {name: resources.files(__package__).joinpath("static", name).read_bytes() for name in STATIC}
@@ -115,8 +100,7 @@ class Console:
         read("/jobs/{id}", self.job_json)
         read("/envs/{id}", self.env_json)
         read("/batch/options", self.options_json)
-        for path, (action, vocabulary) in actions.ROUTES.items():
-            router.add_post("/console/api" + path, self._change(action, vocabulary))
+        self.changes.add_routes(router)
 
     # -- guards -------------------------------------------------------------------------------
 
@@ -138,60 +122,20 @@ class Console:
             response = await handler(request, session)
             if fresh:
                 self._set_cookie(response, session)
-            return _secure(response)
+            return secure(response)
 
         return guarded
 
-    def _read(self, handler: Callable[[web.Request], dict]) -> Handler:
+    def _read(self, handler: Callable[[web.Request], Awaitable[dict[str, Any]]]) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if self.sessions.login_required and self._session(request) is None:
-                return _error(401, "Unauthorized", "log in first")
             try:
-                return _secure(web.json_response(handler(request)))
+                if self.sessions.login_required and self._session(request) is None:
+                    raise LoginRequired(LOG_IN_FIRST)
+                return secure(web.json_response(await handler(request)))
             except BrokerError as exc:
-                status = 404 if isinstance(exc, NOT_FOUND) else 400
-                return _error(status, type(exc).__name__, exc.message)
+                return error_response(exc)
 
         return guarded
-
-    def _change(self, action: actions.Action, vocabulary: str) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            session = self._session(request)
-            if session is None:
-                if self.sessions.login_required:
-                    return _error(401, "Unauthorized", "log in first")
-                return _error(403, "NoSession", "the console session is missing or expired: reload the page")
-            data = await request.post()
-            if not csrf_ok(session, request.headers.get("X-CSRF-Token") or data.get("csrf")):
-                return _error(403, "BadCsrfToken", "the form's CSRF token is missing or wrong: reload the page")
-            return _secure(await self._apply(action, vocabulary, Form.of(data), dict(request.match_info)))
-
-        return guarded
-
-    async def _apply(self, action: actions.Action, vocabulary: str, form: Form, args: dict) -> web.Response:
-        durability = self.durability
-        mark = durability.mark() if durability is not None else 0
-        try:
-            if durability is not None and durability.backlogged():
-                raise StorageUnavailable("the data directory has not accepted writes for a while; "
-                                         "changes are refused until it does")
-            reply = await action(self, form, args)
-            if durability is not None and durability.changed_since(mark):
-                await durability.commit()  # as the API does: the reply means the change is on disk
-        except BrokerError as exc:
-            if vocabulary == "cmq":
-                code, module = cmq_codes(exc)
-                code_text = f"{code} ({module})"
-            else:
-                code_text = api3_code(exc)
-            status = 404 if isinstance(exc, NOT_FOUND) else 503 if isinstance(exc, StorageUnavailable) else 400
-            return web.json_response({"error": {"code": code_text, "message": exc.message}}, status=status)
-        except Exception:  # a bug of ours: logged, and a plain answer to the browser
-            log.exception("console action %s failed", action.__name__)
-            return web.json_response({"error": {"code": "InternalError",
-                                                "message": "internal error; the broker log has the details"}},
-                                     status=500)
-        return web.json_response({"ok": True, **reply})
 
     # -- login ----------------------------------------------------------------------------------
 
@@ -199,7 +143,7 @@ class Console:
         next_path = _safe_next(request.query.get("next", "/console/"))
         if not self.sessions.login_required or self._session(request) is not None:
             return _redirect(next_path)
-        return _secure(web.Response(text=pages.login(next_path), content_type="text/html"))
+        return secure(web.Response(text=pages.login(next_path), content_type="text/html"))
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         data = await request.post()
@@ -210,7 +154,7 @@ class Console:
         if not self.sessions.check_secrets(secret_id, secret_key):
             log.warning("console login refused from %s", request.remote)
             text = pages.login(next_path, "Wrong SecretId or SecretKey.")
-            return _secure(web.Response(text=text, content_type="text/html", status=401))
+            return secure(web.Response(text=text, content_type="text/html", status=401))
         self.sessions.end(request.cookies.get(COOKIE))
         response = _redirect(next_path)
         self._set_cookie(response, self.sessions.create(authenticated=True))
@@ -219,8 +163,9 @@ class Console:
     async def logout(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
         data = await request.post()
-        if session is None or not csrf_ok(session, data.get("csrf")):
-            return _error(403, "BadCsrfToken", "the form's CSRF token is missing or wrong: reload the page")
+        offered = data.get("csrf")
+        if session is None or not isinstance(offered, str) or not csrf_ok(session, offered):
+            return error_response(BadCsrfToken("the form's CSRF token is missing or wrong: reload the page"))
         self.sessions.end(session.token)
         response = _redirect("/console/login" if self.sessions.login_required else "/console/")
         response.del_cookie(COOKIE, path=COOKIE_PATH)
@@ -241,14 +186,14 @@ class Console:
 
     async def queue_page(self, request: web.Request, session: Session) -> web.Response:
         try:
-            name = self.broker.get_queue(request.match_info["name"]).name
+            name = (await self.store.get_queue(request.match_info["name"])).name
         except QueueNotFound:
             return self._missing(session, "queue", request.match_info["name"])
         return self._html(session, "queue", f"Queue {name}", name, api="/console/api/queues/" + name)
 
     async def topic_page(self, request: web.Request, session: Session) -> web.Response:
         try:
-            name = self.broker.get_topic(request.match_info["name"]).name
+            name = (await self.store.get_topic(request.match_info["name"])).name
         except TopicNotFound:
             return self._missing(session, "topic", request.match_info["name"])
         return self._html(session, "topic", f"Topic {name}", name, api="/console/api/topics/" + name)
@@ -274,45 +219,51 @@ class Console:
         if name not in STATIC:
             raise web.HTTPNotFound()
         response = web.Response(body=self._static[name], content_type=STATIC[name])
-        _secure(response)
+        secure(response)
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a new broker may serve a new console
         return response
 
     # -- JSON reads -------------------------------------------------------------------------------
 
-    def overview_json(self, request: web.Request) -> dict:
-        return views.overview(self.broker, self.sim)
+    async def overview_json(self, request: web.Request) -> dict:
+        store = self.store
+        queues = await everything(lambda offset, limit: store.list_queues("", offset, limit, counts=True),
+                                  self.queues_per_call)
+        topics = await everything(lambda offset, limit: store.list_topics("", offset, limit), self.topics_per_call)
+        return views.overview(queues, topics, self.sim)
 
-    def queue_json(self, request: web.Request) -> dict:
-        queue = self.broker.get_queue(request.match_info["name"])
+    async def queue_json(self, request: web.Request) -> dict:
+        queue = await self.store.get_queue(request.match_info["name"])
         raw = request.query.get("peek", str(PEEK_DEFAULT))
-        count = min(int(raw), MAX_PEEK) if raw.isdigit() else PEEK_DEFAULT
-        offset = views.wall_minus_mono(self.broker)
-        detail = views.queue_detail(queue)
-        detail["messages"] = [views.message_row(m, offset) for m in queue.peek(count)] if count else None
-        return detail
+        count = min(int(raw), MAX_PEEK) if raw.isascii() and raw.isdigit() else PEEK_DEFAULT
+        # 0: the page does not want the messages this time (a big queue is peeked on request only)
+        peeked = await self.store.peek(queue.name, count) if count else None
+        return views.queue_detail(queue, peeked)
 
-    def message_json(self, request: web.Request) -> dict:
-        queue = self.broker.get_queue(request.match_info["name"])
-        wanted = request.match_info["id"]
-        offset = views.wall_minus_mono(self.broker)
+    async def message_json(self, request: web.Request) -> dict:
+        name, wanted = request.match_info["name"], request.match_info["id"]
         # Peek is oldest first and a message only ever moves up: one seen in a peek list is
         # still among the first MAX_PEEK, unless it has left the queue.
-        for msg in queue.peek(MAX_PEEK):
+        for msg in await self.store.peek(name, MAX_PEEK):
             if str(msg.id) == wanted:
-                return views.message_detail(msg, offset)
-        raise MessageGone(f"message {wanted} is no longer among the first {MAX_PEEK} of queue {queue.name} "
+                return views.message_detail(msg)
+        raise MessageGone(f"message {wanted} is no longer among the first {MAX_PEEK} of queue {name} "
                           "(deleted, expired, or received and deleted)")
 
-    def topic_json(self, request: web.Request) -> dict:
-        return views.topic_detail(self.broker.get_topic(request.match_info["name"]))
+    async def topic_json(self, request: web.Request) -> dict:
+        topic = await self.store.get_topic(request.match_info["name"])
+        store = self.store
+        subscriptions = await everything(lambda offset, limit: store.list_subscriptions(topic.name, "", offset, limit),
+                                         SUBSCRIPTIONS_PAGE)
+        return views.topic_detail(topic, subscriptions)
 
-    def job_json(self, request: web.Request) -> dict:
-        job = self.sim.get_job(request.match_info["id"])
-        return views.job_detail(job, self.timeline)
+    async def job_json(self, request: web.Request) -> dict:
+        return views.job_detail(self.sim.get_job(request.match_info["id"]), self.timeline)
 
-    def env_json(self, request: web.Request) -> dict:
+    async def env_json(self, request: web.Request) -> dict:
         return views.env_detail(self.sim.get_env(request.match_info["id"]), self.timeline)
 
-    def options_json(self, request: web.Request) -> dict:
-        return views.batch_options(self.broker, self.sim, self.region)
+    async def options_json(self, request: web.Request) -> dict:
+        store = self.store
+        topics = await everything(lambda offset, limit: store.list_topics("", offset, limit), self.topics_per_call)
+        return views.batch_options(topics, self.sim, self.region)

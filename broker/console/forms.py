@@ -1,18 +1,23 @@
-"""The console's Batch forms turned into the very objects SubmitJob and CreateComputeEnv take.
+"""Submitted forms: typed access to their fields, and the Batch forms turned into the very
+objects SubmitJob and CreateComputeEnv take.
 
-The forms only shape the request: every rule is checked by the simulator's own validation
-(`BatchSim.submit_job` / `create_env`, as the API calls them), so the console cannot create
-what the API would refuse. What is checked here is only what the form itself adds: numbers
-typed as text, a topic without events, and the optional raw JSON of the whole Job.
+A form field is text; `Form` turns it into the typed value a store or simulator method takes,
+refusing what is not a number, a number outside the request limits every protocol applies
+(engine/limits.py), or a missing required field, naming the field as the form does. Everything
+else is checked by whoever is called: queue and topic settings by the engine (engine/settings.py),
+Batch rules by the simulator's own validation (`BatchSim.submit_job` / `create_env`, as the API
+calls them), so the console cannot create what the API would refuse. What the Batch forms check
+themselves is only what the form adds: a topic without events, and the optional raw JSON of the
+whole Job.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..batchsim.validate import SIM_DURATION, SIM_EXIT_CODE, SIM_FAIL_ATTEMPTS
-from ..errors import InvalidBatchParameterValue
+from ..errors import InvalidBatchParameterValue, MissingParameter, ParameterOutOfRange, ParameterWrongType
 
 SIM_FIELDS = (("exit_code", SIM_EXIT_CODE), ("duration", SIM_DURATION), ("fail_attempts", SIM_FAIL_ATTEMPTS))
 
@@ -34,14 +39,35 @@ class Form:
     def all(self, name: str) -> list[str]:
         return [v for k, v in self._pairs if k == name]
 
-    def integer(self, name: str, label: str, default: int) -> int:
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if not value:
+            raise MissingParameter(name)
+        return value
+
+    def integer(self, name: str, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int:
+        """The field as a whole number (`default` when empty; None: required), within [lo, hi] when given."""
         raw = self.text(name)
         if not raw:
+            if default is None:
+                raise MissingParameter(name)
             return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise InvalidBatchParameterValue(f"{label} must be a whole number, got {raw[:40]!r}") from None
+        digits = raw.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+            raise ParameterWrongType(name, lambda f: f"{f} must be a whole number, got {raw[:40]!r}")
+        value = int(raw)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"from {lo} to {hi}"
+            raise ParameterOutOfRange(name, lambda f: f"{f} must be {bounds}, got {value}")
+        return value
+
+    def integers(self, names: Iterable[str]) -> dict[str, int]:
+        """The named fields that are filled in, as whole numbers (the caller checks their ranges)."""
+        return {name: self.integer(name, 0) for name in names if self.text(name)}
+
+    def listed(self, name: str) -> list[str]:
+        """A comma-separated field as a list, blanks left out."""
+        return [item.strip() for item in self.text(name).split(",") if item.strip()]
 
 
 def _notifications(form: Form, what: str) -> list[dict] | None:
@@ -80,9 +106,9 @@ def job_request(form: Form) -> tuple[dict, Any]:
             raise InvalidBatchParameterValue(f"the Job JSON is not valid JSON: {exc}") from None
     task: dict[str, Any] = {
         "TaskName": form.text("task_name") or "main",
-        "TaskInstanceNum": form.integer("instances", "instances", 1),
+        "TaskInstanceNum": form.integer("instances", 1),
         "Application": {"DeliveryForm": "LOCAL", "Command": form.text("command") or "echo hello"},
-        "MaxRetryCount": form.integer("max_retry", "retries", 0),
+        "MaxRetryCount": form.integer("max_retry", 0),
     }
     env_id = form.text("env")
     if env_id:
@@ -92,7 +118,7 @@ def job_request(form: Form) -> tuple[dict, Any]:
     env_vars = [{"Name": var, "Value": form.text(field)} for field, var in SIM_FIELDS if form.text(field)]
     if env_vars:
         task["EnvVars"] = env_vars
-    job: dict[str, Any] = {"JobName": form.text("job_name"), "Priority": form.integer("priority", "priority", 0),
+    job: dict[str, Any] = {"JobName": form.text("job_name"), "Priority": form.integer("priority", 0),
                            "Tasks": [task]}
     notifications = _notifications(form, "job")
     if notifications:
@@ -107,7 +133,7 @@ def env_request(form: Form) -> tuple[dict, dict]:
         "EnvDescription": form.text("description"),
         "EnvType": "MANAGED",
         "EnvData": {"InstanceType": form.text("instance_type")},
-        "DesiredComputeNodeCount": form.integer("desired", "desired nodes", 1),
+        "DesiredComputeNodeCount": form.integer("desired", 1),
         "ActionIfComputeNodeInactive": form.text("if_inactive") or "RECREATE",
     }
     notifications = _notifications(form, "environment")

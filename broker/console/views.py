@@ -1,11 +1,15 @@
-"""The console's JSON: what each page shows, read straight from the engine and the simulator.
+"""The console's JSON: what each page shows, from the store's plain values and the simulator.
 
 Plain dicts for `web.json_response`; the browser renders them with DOM text nodes, so nothing
-here needs escaping. Times are ISO strings (UTC) or None. Batch entities reuse the API's own
-views (batchsim/views.py), so the console shows what DescribeJob would.
+here needs escaping. Times are ISO strings (UTC) or None. Queues, topics and subscriptions come
+as the store's read-only values (QueueInfo, TopicInfo, SubscriptionInfo, PeekedMessage); Batch
+entities are read from the simulator and reuse the API's own views (batchsim/views.py), so the
+console shows what DescribeJob would.
 """
 
 from __future__ import annotations
+
+from typing import Iterable, Sequence
 
 from ..batchsim import BatchSim
 from ..batchsim import catalogue, states
@@ -13,9 +17,9 @@ from ..batchsim.events import iso
 from ..batchsim.model import Env, Instance, Job, metrics
 from ..batchsim.notifications import ENV_SCOPE, JOB_SCOPE
 from ..batchsim.validate import FAULT_TYPES
-from ..engine import Broker, Message, Queue, Subscription, Topic
-from ..engine.queue import STATE_NAMES
 from ..batchsim.views import activity_view, env_view, instance_view, node_view, task_view
+from ..engine.topic import FILTER_ROUTING
+from ..store import PeekedMessage, QueueInfo, ReceivedMessage, SubscriptionInfo, TopicInfo
 from .decode import decode, summary
 from .timeline import Timeline
 
@@ -26,15 +30,15 @@ def _time(seconds: float) -> str | None:
     return iso(seconds) if seconds else None
 
 
-def queue_row(queue: Queue) -> dict:
-    stats = queue.stats()
-    return {"name": queue.name, "id": queue.queue_id, "active": stats["activeMsgNum"],
-            "inactive": stats["inactiveMsgNum"], "delayed": stats["delayMsgNum"], "kept": stats["rewindMsgNum"]}
+def queue_row(queue: QueueInfo) -> dict:
+    counts = queue.counts  # always asked for: listings with counts=True, get_queue has them
+    return {"name": queue.name, "id": queue.queue_id, "active": counts.ready, "inactive": counts.inflight,
+            "delayed": counts.delayed, "kept": counts.kept}
 
 
-def topic_row(topic: Topic) -> dict:
+def topic_row(topic: TopicInfo) -> dict:
     return {"name": topic.name, "id": topic.topic_id, "filterType": _filter_name(topic),
-            "subscriptions": len(topic.subscriptions), "pending": topic.pending}
+            "subscriptions": topic.subscriptions, "pending": topic.pending}
 
 
 def job_row(job: Job) -> dict:
@@ -49,9 +53,7 @@ def env_row(env: Env) -> dict:
             "created": iso(env.create_time)}
 
 
-def overview(broker: Broker, sim: BatchSim) -> dict:
-    _, queues = broker.list_queues("", 0, broker.limits.max_queues)
-    _, topics = broker.list_topics("", 0, broker.limits.max_topics)
+def overview(queues: Iterable[QueueInfo], topics: Iterable[TopicInfo], sim: BatchSim) -> dict:
     jobs = sorted(sim.jobs.values(), key=lambda j: j.create_time, reverse=True)
     envs = sorted(sim.envs.values(), key=lambda e: e.create_time, reverse=True)
     return {
@@ -65,53 +67,64 @@ def overview(broker: Broker, sim: BatchSim) -> dict:
 
 # -- queues -------------------------------------------------------------------------------------
 
-def queue_detail(queue: Queue) -> dict:
-    return {**queue_row(queue), "settings": queue.settings.as_dict(), "created": _time(queue.create_time),
-            "modified": _time(queue.last_modify_time), "oldest": _time(queue.min_msg_time())}
+def queue_detail(queue: QueueInfo, peeked: Sequence[PeekedMessage] | None) -> dict:
+    """`peeked` None: not peeked this time (the page keeps the rows it has)."""
+    return {**queue_row(queue), "settings": dict(queue.settings), "created": _time(queue.create_time),
+            "modified": _time(queue.last_modify_time), "oldest": _time(queue.min_msg_time),
+            "messages": None if peeked is None else [message_row(m) for m in peeked]}
 
 
-def message_row(msg: Message, wall_minus_mono: float) -> dict:
+def _message(msg_id: int, body: str, state: str, enqueue_time: float, first_dequeue_time: float,
+             dequeue_count: int, visible_at: float) -> dict:
     return {
-        "id": str(msg.id),
-        "state": STATE_NAMES[msg.state],
-        "enqueued": iso(msg.enqueue_time),
-        "firstDequeued": _time(msg.first_dequeue_time),
-        "dequeueCount": msg.dequeue_count,
-        "visibleAt": _time(msg.due + wall_minus_mono) if msg.due else None,
-        "size": len(msg.body.encode("utf-8", "surrogatepass")),
-        **summary(msg.body),
+        "id": str(msg_id),
+        "state": state,
+        "enqueued": iso(enqueue_time),
+        "firstDequeued": _time(first_dequeue_time),
+        "dequeueCount": dequeue_count,
+        "visibleAt": _time(visible_at),
+        "size": len(body.encode("utf-8", "surrogatepass")),
+        **summary(body),
     }
 
 
-def message_detail(msg: Message, wall_minus_mono: float) -> dict:
-    return {**message_row(msg, wall_minus_mono), "body": msg.body, "decoded": decode(msg.body)}
+def message_row(msg: PeekedMessage) -> dict:
+    return _message(msg.id, msg.body, msg.state, msg.enqueue_time, msg.first_dequeue_time, msg.dequeue_count,
+                    msg.visible_at)
 
 
-def wall_minus_mono(broker: Broker) -> float:
-    return broker.clock.time() - broker.clock.monotonic()
+def message_detail(msg: PeekedMessage) -> dict:
+    return {**message_row(msg), "body": msg.body, "decoded": decode(msg.body)}
+
+
+def received_message(msg: ReceivedMessage, visible_at: float) -> dict:
+    """A message the console just received: in flight until `visible_at`, deletable by its handle."""
+    return {**_message(msg.id, msg.body, "inflight", msg.enqueue_time, msg.first_dequeue_time, msg.dequeue_count,
+                       visible_at),
+            "body": msg.body, "decoded": decode(msg.body), "receiptHandle": msg.receipt_handle}
 
 
 # -- topics -------------------------------------------------------------------------------------
 
-def _filter_name(topic: Topic) -> str:
-    return "routing key" if topic.filter_type == 2 else "tags"
+def _filter_name(topic: TopicInfo) -> str:
+    return "routing key" if topic.filter_type == FILTER_ROUTING else "tags"
 
 
-def subscription_row(sub: Subscription) -> dict:
+def subscription_row(sub: SubscriptionInfo) -> dict:
     return {
         "name": sub.name, "id": sub.sub_id, "protocol": sub.protocol, "endpoint": sub.endpoint,
-        "strategy": sub.notify_strategy, "format": sub.notify_content_format,
+        "strategy": sub.strategy, "format": sub.content_format,
         "filterTags": list(sub.filter_tags), "bindingKeys": list(sub.binding_keys),
         "pending": sub.pending, "delivered": sub.delivered, "dropped": sub.dropped,
         "created": _time(sub.create_time),
     }
 
 
-def topic_detail(topic: Topic) -> dict:
-    return {**topic_row(topic), "settings": topic.settings.as_dict(), "created": _time(topic.create_time),
+def topic_detail(topic: TopicInfo, subscriptions: Iterable[SubscriptionInfo]) -> dict:
+    """`subscriptions` in the store's order (by name)."""
+    return {**topic_row(topic), "settings": dict(topic.settings), "created": _time(topic.create_time),
             "modified": _time(topic.last_modify_time),
-            "subscriptionList": [subscription_row(s) for s in
-                                 sorted(topic.subscriptions.values(), key=lambda s: s.name.lower())]}
+            "subscriptionList": [subscription_row(s) for s in subscriptions]}
 
 
 # -- Batch --------------------------------------------------------------------------------------
@@ -161,13 +174,12 @@ def env_detail(env: Env, timeline: Timeline) -> dict:
     }
 
 
-def batch_options(broker: Broker, sim: BatchSim, region: str) -> dict:
+def batch_options(topics: Iterable[TopicInfo], sim: BatchSim, region: str) -> dict:
     """What the Batch forms offer: zones and instance types of the region, topics, environments, events."""
     rows = catalogue.configs(region=region)
     zones: dict[str, list[str]] = {}
     for row in rows:
         zones.setdefault(row["Zone"], []).append(row["InstanceType"])
-    _, topics = broker.list_topics("", 0, broker.limits.max_topics)
     return {
         "region": region,
         "zones": zones,
