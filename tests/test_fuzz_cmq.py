@@ -30,7 +30,9 @@ from cmq.topic import Message as TopicMessage, TopicMeta
 from hypothesis import given, strategies as st
 
 from broker.engine.settings import QUEUE_SETTINGS, TOPIC_SETTINGS
-from broker.protocol.cmq.app import ACTIONS
+from broker.protocol.cmq.app import ACTIONS as TABLE
+
+ACTIONS = {action.name.lower() for action in TABLE}  # the declared names, as matched (case-insensitively)
 from broker.testing import broker_thread
 
 from fuzzing import Http, LogWatch, Request, Tally, budget, cmq_reply, report

@@ -6,19 +6,39 @@ from __future__ import annotations
 from json.encoder import encode_basestring
 
 from ...engine.limits import MAX_DELAY, MAX_PEEK, MAX_POLL
-from ...errors import NoMessage
+from ...errors import BrokerError, NoMessage
 from ...store import Store
 from .errors import BATCH_DELETE_FAILED, BATCH_DELETE_PARTIAL, ReplyError, codes_for, describe
 from .params import MAX_BATCH, Params
 
 
+# CMQ's order of errors: a missing queue is reported before anything wrong with the parameters
+# that follow the queue's name. So a handler parses those in `try`, and only when that fails asks
+# the store whether the queue exists (`queue_first`) before re-raising: no cost on success.
+
+async def queue_first(store: Store, queue: str) -> None:
+    await store.get_queue(queue)  # raises QueueNotFound, if that is the case
+
+
 async def send_message(store: Store, p: Params) -> str:
-    [msg_id] = await store.send(p.str("queueName"), [p.str("msgBody")], p.int("delaySeconds", 0, 0, MAX_DELAY))
+    name = p.str("queueName")
+    try:
+        body, delay = p.str("msgBody"), p.int("delaySeconds", 0, 0, MAX_DELAY)
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    [msg_id] = await store.send(name, [body], delay)
     return f'"msgId":"{msg_id}",'
 
 
 async def batch_send_message(store: Store, p: Params) -> dict:
-    ids = await store.send(p.str("queueName"), p.list("msgBody"), p.int("delaySeconds", 0, 0, MAX_DELAY))
+    name = p.str("queueName")
+    try:
+        bodies, delay = p.list("msgBody"), p.int("delaySeconds", 0, 0, MAX_DELAY)
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    ids = await store.send(name, bodies, delay)
     return {"msgList": [{"msgId": str(i)} for i in ids]}
 
 
@@ -40,7 +60,13 @@ def _render(msg, visible_at: int) -> str:
 
 
 async def receive_message(store: Store, p: Params) -> str:
-    got, visible_at = await store.receive(p.str("queueName"), 1, _wait(p))
+    name = p.str("queueName")
+    try:
+        wait = _wait(p)
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    got, visible_at = await store.receive(name, 1, wait)
     if not got:
         raise NoMessage()
     return _render(got[0], int(visible_at)) + ","
@@ -48,7 +74,12 @@ async def receive_message(store: Store, p: Params) -> str:
 
 async def batch_receive_message(store: Store, p: Params) -> str:
     name = p.str("queueName")
-    got, visible_at = await store.receive(name, p.int("numOfMsg", lo=1, hi=MAX_BATCH), _wait(p))
+    try:
+        n, wait = p.int("numOfMsg", lo=1, hi=MAX_BATCH), _wait(p)
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    got, visible_at = await store.receive(name, n, wait)
     if not got:
         raise NoMessage()
     visible_at = int(visible_at)
@@ -59,7 +90,12 @@ async def peek_message(store: Store, p: Params) -> dict:
     """Messages as they are, oldest first, in any state but deleted: nothing changes, no
     dequeue count or visibility timeout. An empty queue gives an empty list, not 7000."""
     name = p.str("queueName")
-    peeked = await store.peek(name, p.int("numOfMsg", 16, 1, MAX_PEEK))
+    try:
+        n = p.int("numOfMsg", 16, 1, MAX_PEEK)
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    peeked = await store.peek(name, n)
     return {"msgInfoList": [
         {"msgBody": m.body, "msgId": str(m.id), "enqueueTime": int(m.enqueue_time),
          "firstDequeueTime": int(m.first_dequeue_time), "dequeueCount": m.dequeue_count,
@@ -69,13 +105,23 @@ async def peek_message(store: Store, p: Params) -> dict:
 
 
 async def delete_message(store: Store, p: Params) -> str:
-    await store.delete(p.str("queueName"), p.str("receiptHandle"))
+    name = p.str("queueName")
+    try:
+        handle = p.str("receiptHandle")
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    await store.delete(name, handle)
     return ""
 
 
 async def batch_delete_message(store: Store, p: Params) -> str:
     name = p.str("queueName")
-    handles = p.list("receiptHandle")
+    try:
+        handles = p.list("receiptHandle")
+    except BrokerError:
+        await queue_first(store, name)
+        raise
     failures = [{"code": codes_for(exc)[0], "message": describe(exc), "receiptHandle": handle}
                 for handle, exc in await store.delete_batch(name, handles)]
     if not failures:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ...engine.settings import QUEUE_SETTINGS
 from ...store import QueueInfo, Store
+from ...errors import BrokerError
+from .messages import queue_first
 from .params import Params
 
 
@@ -55,7 +57,13 @@ async def list_queue(store: Store, p: Params) -> dict:
 
 
 async def rewind_queue(store: Store, p: Params) -> dict:
-    await store.rewind_queue(p.str("queueName"), p.int("startConsumeTime"))
+    name = p.str("queueName")
+    try:
+        start = p.int("startConsumeTime")
+    except BrokerError:
+        await queue_first(store, name)
+        raise
+    await store.rewind_queue(name, start)
     return {}
 
 

@@ -3,6 +3,7 @@ Get/SetSubscriptionAttributes, ClearSubscriptionFilterTags."""
 
 from __future__ import annotations
 
+from ...errors import BrokerError
 from ...store import Store, SubscriptionInfo
 from .params import Params
 
@@ -68,9 +69,12 @@ async def clear_filter_tags(store: Store, p: Params) -> dict:
 
 async def list_subscriptions(store: Store, p: Params) -> dict:
     topic = p.str("topicName")
-    total, page = await store.list_subscriptions(
-        topic, p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 0, 100)
-    )
+    try:
+        search, offset, limit = p.str("searchWord", ""), p.int("offset", 0, 0, 1000), p.int("limit", 20, 0, 100)
+    except BrokerError:  # CMQ's order of errors: a missing topic first
+        await store.get_topic(topic)
+        raise
+    total, page = await store.list_subscriptions(topic, search, offset, limit)
     return {
         "totalCount": total,
         "subscriptionList": [
