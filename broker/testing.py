@@ -17,11 +17,19 @@ produce. Sync code (an ordinary test, a script) uses `broker_thread`; async code
 `running_broker` and talks to it asynchronously (aiohttp), or moves SDK calls off the loop with
 `asyncio.to_thread`.
 
-Both yield a handle with `url`, `host`, `port`, `config`, `engine` (the in-process `Broker`,
+A third, `fake_clock_broker`, is `broker_thread` on a `broker.clock.FakeClock`: the broker's time
+(visibility timeouts, delays, the Batch simulator's steps) moves only when the caller says
+`b.advance(seconds)`, so hours of queue time pass in milliseconds and nothing depends on how busy
+the machine is.
+
+All yield a handle with `url`, `host`, `port`, `config`, `engine` (the in-process `Broker`,
 for assertions), `batch` (the Batch simulator), `account()` and `batch_client()`. Startup errors
 (a bad setting, a port in use, a locked or damaged data directory) are raised to the caller;
 leaving the block stops the broker the way SIGTERM does and leaves no task, thread or socket
 behind.
+
+For a broker this module did not start (`python -m broker serve`, a container), `account_for(url)`
+and `batch_client_for(url)` make the same SDK clients.
 """
 
 from __future__ import annotations
@@ -42,12 +50,47 @@ from .server import start
 
 log = logging.getLogger("broker.testing")
 
-__all__ = ["BrokerHandle", "ThreadedBroker", "make_config", "running_broker", "broker_thread"]
+__all__ = ["BrokerHandle", "ThreadedBroker", "FakeClockBroker", "make_config", "running_broker", "broker_thread",
+           "fake_clock_broker", "account_for", "batch_client_for"]
 
 # The SDKs insist on credentials even when the broker checks none.
 PLACEHOLDER_ID = "AKIDcmqbrokertesting"
 PLACEHOLDER_KEY = "cmq-broker-testing"
 STOP_TIMEOUT = 30.0  # a stop lets in-flight requests finish for up to 10 s; this is well past that
+DEFAULT_REGION = "ap-guangzhou"  # the broker's own default (Config.region)
+
+
+def account_for(url: str, secret_id: str = PLACEHOLDER_ID, secret_key: str = PLACEHOLDER_KEY):
+    """A `cmq.account.Account` for the broker at `url` (http://HOST:PORT), signing with the given
+    SecretId and SecretKey (any pair when the broker checks no signatures).
+
+    The SDK writes `CMQ_python_sdk.log` into the working directory unless its logger already has a
+    handler; this gives it a NullHandler first, so tests leave no such file behind.
+    """
+    try:
+        from cmq.account import Account
+    except ImportError:
+        raise ImportError("account() needs the CMQ SDK: pip install qcloud-cmq-sdk-py3") from None
+    sdk_log = logging.getLogger("CMQ_python_sdk")
+    if not sdk_log.handlers:
+        sdk_log.addHandler(logging.NullHandler())
+    return Account(url, secret_id, secret_key)
+
+
+def batch_client_for(url: str, region: str = DEFAULT_REGION, secret_id: str = PLACEHOLDER_ID,
+                     secret_key: str = PLACEHOLDER_KEY):
+    """A `tencentcloud.batch.v20170312.batch_client.BatchClient` for the broker at `url`
+    (http://HOST:PORT), over plain HTTP, in `region`."""
+    try:
+        from tencentcloud.batch.v20170312.batch_client import BatchClient
+        from tencentcloud.common.credential import Credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+    except ImportError:
+        raise ImportError("batch_client() needs the Batch SDK: pip install tencentcloud-sdk-python-batch") from None
+    endpoint = url.removeprefix("http://")
+    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
+    return BatchClient(Credential(secret_id, secret_key), region, profile)
 
 
 def make_config(settings: dict[str, Any]) -> Config:
@@ -108,30 +151,14 @@ class BrokerHandle:
         The SDK writes `CMQ_python_sdk.log` into the working directory unless its logger already
         has a handler; this gives it a NullHandler first, so tests leave no such file behind.
         """
-        try:
-            from cmq.account import Account
-        except ImportError:
-            raise ImportError("account() needs the CMQ SDK: pip install qcloud-cmq-sdk-py3") from None
-        sdk_log = logging.getLogger("CMQ_python_sdk")
-        if not sdk_log.handlers:
-            sdk_log.addHandler(logging.NullHandler())
-        return Account(self.url, *self._credentials(secret_id, secret_key))
+        return account_for(self.url, *self._credentials(secret_id, secret_key))
 
     def batch_client(self, region: str | None = None, secret_id: str | None = None,
                      secret_key: str | None = None):
         """A `tencentcloud.batch.v20170312.batch_client.BatchClient` for this broker, over plain
         HTTP, in the broker's region unless another is given."""
-        try:
-            from tencentcloud.batch.v20170312.batch_client import BatchClient
-            from tencentcloud.common.credential import Credential
-            from tencentcloud.common.profile.client_profile import ClientProfile
-            from tencentcloud.common.profile.http_profile import HttpProfile
-        except ImportError:
-            raise ImportError("batch_client() needs the Batch SDK: pip install tencentcloud-sdk-python-batch") from None
-        endpoint = self.url.removeprefix("http://")
-        profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
-        return BatchClient(Credential(*self._credentials(secret_id, secret_key)), region or self.config.region,
-                           profile)
+        return batch_client_for(self.url, region or self.config.region,
+                                *self._credentials(secret_id, secret_key))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
@@ -189,6 +216,30 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+class FakeClockBroker(ThreadedBroker):
+    """A threaded broker whose time moves only by `advance()` (see `fake_clock_broker`)."""
+
+    def __init__(self, running, config: Config, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+                 clock):
+        super().__init__(running, config, loop, thread)
+        self.clock = clock  # a broker.clock.FakeClock
+
+    def advance(self, seconds: float) -> None:
+        """Move the broker's time on by `seconds`, on its own loop (where its timers live): each
+        timer that falls due fires at its own instant, in order; then the tasks those timers
+        started take a few turns before this returns."""
+        async def run() -> None:
+            self.clock.advance(seconds)
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        self.call(run)
+
+    def time(self) -> float:
+        """The broker's wall clock (Unix seconds), as it shows it to clients."""
+        return self.call(self.clock.time)
+
+
 @contextmanager
 def broker_thread(**settings: Any) -> Iterator[ThreadedBroker]:
     """Run a broker on its own event loop (uvloop when installed) in a daemon thread, for sync code.
@@ -196,12 +247,33 @@ def broker_thread(**settings: Any) -> Iterator[ThreadedBroker]:
     This is the one to use with the official SDKs, which block on every call. The block's
     exception, if any, wins over an error while stopping.
     """
+    with _threaded(make_config(settings), None, ThreadedBroker) as broker:
+        yield broker
+
+
+@contextmanager
+def fake_clock_broker(start: float | None = None, **settings: Any) -> Iterator[FakeClockBroker]:
+    """`broker_thread` on a `broker.clock.FakeClock` (its wall clock starting at `start`, Unix
+    seconds, if given): nothing that waits or expires happens until `b.advance(seconds)`.
+
+    Long polls wait on that clock too: a blocking ReceiveMessage with a polling wait returns only
+    when another thread advances the clock (or a message arrives).
+    """
+    from .clock import FakeClock
+
     config = make_config(settings)
+    clock = FakeClock() if start is None else FakeClock(start)
+    with _threaded(config, clock, FakeClockBroker) as broker:
+        yield broker
+
+
+@contextmanager
+def _threaded(config: Config, clock, handle: type) -> Iterator[Any]:
     ready: concurrent.futures.Future = concurrent.futures.Future()
     stopped: concurrent.futures.Future = concurrent.futures.Future()
 
     async def lifetime() -> None:
-        running = await start(config)
+        running = await (start(config) if clock is None else start(config, clock))
         stop = asyncio.Event()
         ready.set_result((running, asyncio.get_running_loop(), stop))
         await stop.wait()
@@ -229,7 +301,7 @@ def broker_thread(**settings: Any) -> Iterator[ThreadedBroker]:
             thread.join()
         raise
     try:
-        yield ThreadedBroker(running, config, loop, thread)
+        yield handle(running, config, loop, thread) if clock is None else handle(running, config, loop, thread, clock)
     except BaseException:
         _stop_thread(loop, stop, thread, stopped, running.url, quiet=True)
         raise

@@ -9,6 +9,7 @@ they cannot drift from the code.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import threading
@@ -23,7 +24,7 @@ from cmq.queue import Message, QueueMeta
 from tencentcloud.batch.v20170312 import models
 
 from broker.storage.format import DataDirLocked
-from broker.testing import broker_thread, running_broker
+from broker.testing import account_for, batch_client_for, broker_thread, fake_clock_broker, running_broker
 
 pytest_plugins = ["pytester"]
 
@@ -151,6 +152,59 @@ def test_the_block_error_wins_and_the_broker_still_stops():
             raise KeyError("from the block")
     assert refused(port)
     assert broker_threads() == []
+
+
+def test_fake_clock_broker_moves_only_when_advanced():
+    start = 1_800_000_000.0
+    with fake_clock_broker(start=start, batch_time_scale=0.1) as b:
+        assert b.time() == start
+        queue = b.account().get_queue("timed")
+        queue.create(QueueMeta())
+        queue.send_message(Message("later"), delayTime=3600)
+        assert queue.get_attributes().delayMsgNum == 1
+        assert b.account().get_client().get_queue_attributes({"queueName": "timed"})["createTime"] == int(start)
+        b.advance(3599)
+        assert queue.get_attributes().delayMsgNum == 1, "the delay ended before its time"
+        b.advance(1)
+        assert queue.receive_message(polling_wait_seconds=0).msgBody == "later"
+
+        # The Batch simulator runs on the same clock: a job finishes only when time is moved on.
+        client = b.batch_client()
+        request = models.SubmitJobRequest()
+        request.from_json_string(json.dumps({"Placement": {"Zone": "ap-guangzhou-3"}, "Job": {
+            "JobName": "on-the-fake-clock", "Tasks": [{
+                "TaskName": "t", "TaskInstanceNum": 1, "Application": {"DeliveryForm": "LOCAL", "Command": "true"},
+                "ComputeEnv": {"EnvType": "MANAGED", "EnvData": {"InstanceType": "S5.MEDIUM4"}}}]}}))
+        job_id = client.SubmitJob(request).JobId
+
+        def state() -> str:
+            describe = models.DescribeJobRequest()
+            describe.JobId = job_id
+            return client.DescribeJob(describe).JobState
+
+        time.sleep(0.2)
+        assert state() not in ("SUCCEED", "FAILED"), "the job moved on without the clock"
+        for _ in range(600):
+            if state() == "SUCCEED":
+                break
+            b.advance(1)
+        assert state() == "SUCCEED"
+        port = b.port
+    assert refused(port)
+    assert broker_threads() == []
+
+
+def test_sdk_clients_for_a_broker_started_elsewhere():
+    with broker_thread(secret_id=SECRET_ID, secret_key=SECRET_KEY) as b:
+        account_for(b.url, SECRET_ID, SECRET_KEY).get_queue("made-by-url").create(QueueMeta())
+        assert [q.name for q in b.call(b.engine.list_queues)[1]] == ["made-by-url"]
+        with pytest.raises(CMQServerException) as info:
+            account_for(b.url).list_queue()  # the placeholder credentials are not this broker's
+        assert info.value.code == 4100
+        client = batch_client_for(b.url, "ap-shanghai", SECRET_ID, SECRET_KEY)
+        zones = client.DescribeAvailableCvmInstanceTypes(models.DescribeAvailableCvmInstanceTypesRequest())
+        assert zones.InstanceTypeConfigSet
+        assert {c.Zone.rsplit("-", 1)[0] for c in zones.InstanceTypeConfigSet} == {"ap-shanghai"}
 
 
 def test_readme_helpers_example(tmp_path, monkeypatch):
