@@ -1,13 +1,19 @@
-"""End-to-end fixtures: real broker processes, driven only through the official CMQ SDK.
+"""Fixtures: real broker processes and in-process brokers, driven through the official SDKs.
 
-A broker is started exactly as a user would start it (`python -m broker serve ...`), its port
-parsed from the `cmq-broker listening on http://HOST:PORT` line it prints, and stopped with
-SIGTERM at the end. Most tests share one session-wide broker and use unique queue names.
+A broker process is started exactly as a user would start it (`python -m broker serve ...`, see
+helpers.run_broker), its port parsed from the `cmq-broker listening on http://HOST:PORT` line it
+prints, and stopped with SIGTERM at the end. Most tests share one session-wide broker and use
+unique queue names; the Batch tests share another with simulated time x0.1. Tests that need no
+process of their own (error tables, listings) use an in-process broker from `broker.testing`.
+
+The plain functions and classes are in helpers.py (and batch_helpers.py); some are re-exported
+here for the modules that still import them from conftest.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 
 # cmq/subscription.py imports the deprecated mailcap module (SDK defect; see the spec, section 1).
@@ -16,134 +22,21 @@ warnings.filterwarnings("ignore", "The mailcap module", DeprecationWarning)
 # handler: give it one before any Account exists.
 logging.getLogger("CMQ_python_sdk").addHandler(logging.NullHandler())
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import uuid
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
-from cmq.queue import QueueMeta
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"cmq-broker listening on (http://(\S+):(\d+))")
-STARTUP_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+from broker.testing import fake_clock_broker
 
-# Credentials the SDK needs even when the broker does not check signatures.
-ANY_ID = "AKIDanything"
-ANY_KEY = "anything"
+from batch_helpers import TIME_SCALE, Sink
+from helpers import (  # noqa: F401 (re-exported for modules that import them from here)
+    ANY_ID, ANY_KEY, LISTENING, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, Background, BrokerProcess, clean_env,
+    queue_meta, run_broker, serve_args, server_error, stop_process, unique_name,
+)
 
-
-class BrokerProcess:
-    """A running `python -m broker serve` and what it told us about itself."""
-
-    def __init__(self, proc: subprocess.Popen, url: str, stderr_path: Path):
-        self.proc = proc
-        self.url = url
-        self._stderr_path = stderr_path
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def stderr(self) -> str:
-        try:
-            return self._stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def account(self, secret_id: str = ANY_ID, secret_key: str = ANY_KEY) -> Account:
-        return Account(self.url, secret_id, secret_key)
-
-    def __iter__(self):  # so `url, process = broker` works
-        return iter((self.url, self.proc))
-
-
-def _clean_env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
-    """Signal `proc` and wait for it; kill it if it hangs. Returns its exit status (None if killed)."""
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
-
-
-@contextmanager
-def run_broker(args: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[BrokerProcess]:
-    """Start `python -m broker serve ARGS` (default: an ephemeral port on 127.0.0.1) and yield it.
-
-    Fails loudly, with the broker's stderr, if it does not announce its port within
-    STARTUP_TIMEOUT seconds. The process is stopped (SIGTERM, then SIGKILL) on exit.
-    """
-    if args is None:
-        args = ["--host", "127.0.0.1", "--port", "0"]
-    stderr_file = tempfile.NamedTemporaryFile(prefix="cmq-broker-", suffix=".stderr", delete=False)
-    stderr_path = Path(stderr_file.name)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", *args],
-        cwd=REPO_ROOT,
-        env=_clean_env(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr_file,
-        text=True,
-    )
-    stderr_file.close()
-
-    found: dict[str, str] = {}
-    announced = threading.Event()
-
-    def read_stdout() -> None:
-        for line in proc.stdout:  # keep draining so the broker never blocks on a full pipe
-            m = LISTENING.search(line)
-            if m and not announced.is_set():
-                found["url"] = m.group(1)
-                announced.set()
-
-    reader = threading.Thread(target=read_stdout, name="broker-stdout", daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not announced.wait(0.05):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                break
-        if not announced.is_set():
-            status = proc.poll()
-            stop_process(proc, timeout=2)
-            reason = f"exited with status {status}" if status is not None else f"said nothing in {STARTUP_TIMEOUT}s"
-            pytest.fail(
-                f"broker {' '.join(args)} never printed its port ({reason}).\n"
-                f"--- broker stderr ---\n{stderr_path.read_text(errors='replace')}",
-                pytrace=False,
-            )
-        yield BrokerProcess(proc, found["url"], stderr_path)
-    finally:
-        stop_process(proc)
-        if proc.stdout:
-            proc.stdout.close()
-        reader.join(timeout=2)
-        stderr_path.unlink(missing_ok=True)
+_clean_env = clean_env  # the older name
 
 
 @pytest.fixture(scope="session")
@@ -177,19 +70,6 @@ def account(broker: BrokerProcess) -> Account:
     return broker.account()
 
 
-def unique_name(prefix: str = "q") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def queue_meta(**attrs) -> QueueMeta:
-    meta = QueueMeta()
-    for name, value in attrs.items():
-        if not hasattr(meta, name):
-            raise AttributeError(f"QueueMeta has no attribute {name}")
-        setattr(meta, name, value)
-    return meta
-
-
 @pytest.fixture
 def make_queue(account: Account):
     """Create a queue with a unique name and the given QueueMeta attributes; deleted afterwards."""
@@ -209,41 +89,49 @@ def make_queue(account: Account):
             pass
 
 
-def server_error(fn, *args, **kwargs) -> CMQServerException:
-    """Call `fn` and return the CMQServerException it must raise."""
-    with pytest.raises(CMQServerException) as info:
-        fn(*args, **kwargs)
-    return info.value
+# -- Batch ------------------------------------------------------------------------------------------
 
 
-class Background:
-    """Run one blocking SDK call in a thread; `started` is set just before the call is made."""
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """The Batch SDK (requests) honours HTTP_PROXY unless NO_PROXY covers the host."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
 
-    def __init__(self, fn: Callable, *args, **kwargs):
-        self.started = threading.Event()
-        self.done = threading.Event()
-        self.result = None
-        self.error: BaseException | None = None
-        self.started_at = self.finished_at = 0.0
 
-        def run() -> None:
-            self.started_at = time.monotonic()
-            self.started.set()
-            try:
-                self.result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the test
-                self.error = exc
-            finally:
-                self.finished_at = time.monotonic()
-                self.done.set()
+@pytest.fixture(scope="session")
+def batch_broker() -> Iterator[BrokerProcess]:
+    """The Batch tests' broker process: no signature checks, every simulated delay x0.1."""
+    with run_broker(serve_args("--batch-time-scale", TIME_SCALE)) as b:
+        yield b
+        if b.proc.poll() is not None:
+            pytest.fail(f"the Batch broker exited early with status {b.proc.returncode}:\n{b.stderr()}")
 
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert self.started.wait(5), "background call never started"
 
-    def wait(self, timeout: float) -> bool:
-        return self.done.wait(timeout)
+@pytest.fixture
+def bc(batch_broker, no_proxy):
+    """A Batch SDK client for `batch_broker`."""
+    return batch_broker.batch_client()
 
-    @property
-    def elapsed(self) -> float:
-        return self.finished_at - self.started_at
+
+@pytest.fixture
+def sinks(batch_broker) -> Iterator[Callable[..., Sink]]:
+    """Make event sinks (topic + subscribed queue) on `batch_broker`; all deleted afterwards."""
+    made: list[Sink] = []
+
+    def make(prefix: str = "bt", account: Account | None = None) -> Sink:
+        sink = Sink(account or batch_broker.account(), prefix)
+        made.append(sink)
+        return sink
+
+    yield make
+    for sink in made:
+        sink.delete()
+
+
+@pytest.fixture(scope="module")
+def batch_inproc():
+    """An in-process broker on a fake clock (starting now), for Batch tests that need no process
+    and no waiting: the simulator moves only by `batch_inproc.advance(seconds)`."""
+    with fake_clock_broker(start=time.time()) as b:
+        yield b

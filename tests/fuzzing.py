@@ -6,9 +6,9 @@ test_fuzz_batch.py; docs/robustness.md, section Fuzzing, says what they generate
   example database in .hypothesis/ so a failure found once is replayed first next time).
   `FUZZ_PROFILE=deep` picks the deep one; `FUZZ_EXAMPLES=N` runs N examples in every fuzz test
   whatever the profile. Each test states its own ci and deep budgets with `budget()`.
-- Brokers in-process: on their own event loop in a daemon thread, with a real clock or a
-  `FakeClock` the tests move by hand (`FakeClockBroker`), so visibility timeouts and delays
-  happen exactly when a model says they do.
+- Brokers in-process (broker.testing): on their own event loop in a daemon thread, with a real
+  clock (`broker_thread`) or a `FakeClock` the tests move by hand (`fake_clock_broker`), so
+  visibility timeouts and delays happen exactly when a model says they do.
 - `Http`: a keep-alive http.client connection sending raw bytes (~1 ms a call).
 - `Tally` and `report()`: what a test generated, printed at the end of its module (pytest -s).
 - Reply checks: `cmq_reply()` and `batch_reply()` assert the protocol envelope.
@@ -18,8 +18,6 @@ test_fuzz_batch.py; docs/robustness.md, section Fuzzing, says what they generate
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import http.client
 import json
 import logging
@@ -27,17 +25,14 @@ import os
 import re
 import threading
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote_plus
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis.errors import InvalidArgument
 
-from broker.clock import FakeClock
-from broker.server import start
-from broker.testing import make_config
+from broker.testing import FakeClockBroker, fake_clock_broker  # noqa: F401 (the fuzz tests import them from here)
 
 # -- example counts ----------------------------------------------------------------------------
 
@@ -66,67 +61,9 @@ def budget(ci: int, deep: int, **extra: Any) -> settings:
 
 # -- brokers ------------------------------------------------------------------------------------
 
-class FakeClockBroker:
-    """A broker whose time moves only by `advance()`, on its own loop in a daemon thread.
-
-    (broker.testing.broker_thread runs on the real clock and takes no clock, hence this.)
-    """
-
-    def __init__(self, clock: FakeClock, running, loop: asyncio.AbstractEventLoop):
-        self.clock = clock
-        self.engine = running.broker
-        self.batch = running.batch
-        self.host, self.port, self.url = running.host, running.port, running.url
-        self.loop = loop
-
-    def call(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-        async def run():
-            return fn()
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
-
-    def advance(self, seconds: float) -> None:
-        """Move the broker's time on (on its own thread, where its timers live) and let the
-        tasks those timers started take their turn."""
-        async def run():
-            self.clock.advance(seconds)
-            for _ in range(3):
-                await asyncio.sleep(0)
-        asyncio.run_coroutine_threadsafe(run(), self.loop).result(30.0)
-
-    def time(self) -> float:
-        return self.call(self.clock.time)
-
-
-@contextmanager
-def fake_clock_broker(**config_settings: Any) -> Iterator[FakeClockBroker]:
-    config = make_config(config_settings)
-    clock = FakeClock()
-    ready: concurrent.futures.Future = concurrent.futures.Future()
-
-    async def lifetime() -> None:
-        running = await start(config, clock)
-        stop = asyncio.Event()
-        ready.set_result((running, asyncio.get_running_loop(), stop))
-        await stop.wait()
-        await running.stop()
-
-    def run() -> None:
-        try:
-            asyncio.run(lifetime())
-        except BaseException as exc:
-            if ready.done():
-                raise  # a crash after the start: the thread's excepthook shows it
-            ready.set_exception(exc)
-
-    thread = threading.Thread(target=run, name="fuzz-broker", daemon=True)
-    thread.start()
-    running, loop, stop = ready.result(30)
-    try:
-        yield FakeClockBroker(clock, running, loop)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-
+# `fake_clock_broker` and `FakeClockBroker`, imported above, are broker.testing's: a broker whose
+# time moves only by `advance()`, on its own loop in a daemon thread (with `call()`, `time()`,
+# `clock`, and SDK clients like every handle there).
 
 # -- HTTP ---------------------------------------------------------------------------------------
 

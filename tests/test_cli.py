@@ -14,19 +14,16 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from typing import Iterator
 
 import pytest
 from cmq.subscription import SubscriptionMeta
-from tencentcloud.batch.v20170312 import batch_client, models
-from tencentcloud.common import credential
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
-from conftest import REPO_ROOT, BrokerProcess, run_broker, unique_name
+from helpers import (
+    REGION, REPO_ROOT, BrokerProcess, batch_client_for, call, closed_port, run_broker, serve_args, unique_name,
+)
 
 SECRET_ID, SECRET_KEY = "AKIDcli", "cli-secret"
 JOB_EVENTS = ["TASK_INSTANCE_RUNNING", "TASK_RUNNING", "JOB_RUNNING"]  # then the three ends, same order
@@ -74,8 +71,7 @@ def rows(text: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def sb() -> Iterator[BrokerProcess]:
     """A broker that checks signatures, with Batch steps that happen at once."""
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--batch-time-scale", "0",
-                     "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY]) as b:
+    with run_broker(serve_args("--batch-time-scale", "0", "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY)) as b:
         yield b
 
 
@@ -85,8 +81,7 @@ def submit_job(port: int, topic: str, exit_code: int) -> str:
               "TaskInstanceRunning", "TaskInstanceSucceed", "TaskInstanceFailed"]
     configs = [{"EventName": e, "EventVars": [{"Name": "owner", "Value": "team a"}] if e.startswith("Job") else []}
                for e in events]
-    req = models.SubmitJobRequest()
-    req.from_json_string(json.dumps({
+    return call(batch_client_for(f"http://127.0.0.1:{port}", REGION, SECRET_ID, SECRET_KEY), "SubmitJob", {
         "Placement": {"Zone": "ap-guangzhou-3"},
         "Job": {
             "JobName": "cli-job",
@@ -98,10 +93,7 @@ def submit_job(port: int, topic: str, exit_code: int) -> str:
             }],
             "Notifications": [{"TopicName": topic, "EventConfigs": configs}],
         },
-    }))
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=f"127.0.0.1:{port}"))
-    client = batch_client.BatchClient(credential.Credential(SECRET_ID, SECRET_KEY), "ap-guangzhou", profile)
-    return client.SubmitJob(req).JobId
+    })["JobId"]
 
 
 def start_tail(url: str, *args: str) -> tuple[subprocess.Popen, str]:
@@ -182,9 +174,7 @@ def test_errors_are_one_line_and_exit_nonzero(broker):
     result = cli(url, "queue", "send", missing, "-", stdin=b"\xff\xfe")
     assert (result.returncode, err(result)) == (1, "error: the body read from stdin is not UTF-8 text\n")
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     result = cli(closed, "queue", "list")
     assert (result.returncode, err(result)) == (1, f"error: no broker at {closed}: is it running?\n")
     result = cli(url, "queue", "list", "--url", "ftp://example")

@@ -36,7 +36,7 @@ from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
 
-from conftest import ANY_ID, ANY_KEY, REPO_ROOT, Background, queue_meta, server_error, stop_process
+from helpers import ANY_ID, ANY_KEY, REPO_ROOT, Background, account_for, queue_meta, server_error, stop_process
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -246,7 +246,7 @@ class ImageCommand:
         return f"http://127.0.0.1:{self.address[1]}"
 
     def account(self, secret_id: str = ANY_ID, secret_key: str = ANY_KEY) -> Account:
-        return Account(self.url, secret_id, secret_key)
+        return account_for(self.url, secret_id, secret_key)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -475,8 +475,8 @@ def test_docker_image(image: FinalStage):
 
         url = run()
         assert _docker("exec", name, "id", "-u").stdout.strip() != "0"
-        assert server_error(Account(url, "AKIDdocker", "wrong").get_queue("x").create, queue_meta()).code == 4100
-        account = Account(url, "AKIDdocker", "docker-key")
+        assert server_error(account_for(url, "AKIDdocker", "wrong").get_queue("x").create, queue_meta()).code == 4100
+        account = account_for(url, "AKIDdocker", "docker-key")
         account.get_queue("kept").create(queue_meta())
         account.get_queue("kept").send_message(Message("across containers"))
         account.get_queue("empty").create(queue_meta())
@@ -491,7 +491,7 @@ def test_docker_image(image: FinalStage):
         _docker("rm", name)
 
         url = run()  # a new container on the same volume
-        again = Account(url, "AKIDdocker", "docker-key").get_queue("kept")
+        again = account_for(url, "AKIDdocker", "docker-key").get_queue("kept")
         assert again.receive_message().msgBody == "across containers"
     finally:
         _docker("rm", "-f", name, check=False)

@@ -19,7 +19,9 @@ from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
 
-from conftest import REPO_ROOT, Background, _clean_env, queue_meta, run_broker, server_error, unique_name
+from helpers import (
+    REPO_ROOT, Background, account_for, clean_env, queue_meta, run_broker, serve_args, server_error, unique_name,
+)
 
 SECRET_ID = "AKIDtest"
 SECRET_KEY = "secret"
@@ -30,12 +32,12 @@ MODE_IDS = [f"{s}-{m}" for s, m in MODES]
 
 @pytest.fixture(scope="module")
 def auth_broker():
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY]) as b:
+    with run_broker(serve_args("--secret-id", SECRET_ID, "--secret-key", SECRET_KEY)) as b:
         yield b
 
 
 def signed_account(url: str, secret_id: str, secret_key: str, sign: str = "sha1", method: str = "POST") -> Account:
-    account = Account(url, secret_id, secret_key)
+    account = account_for(url, secret_id, secret_key)
     if sign != "sha1":
         account.set_sign(sign)
     if method != "POST":
@@ -125,7 +127,7 @@ def test_bytes_message_without_encoding_is_signed_as_the_sdk_does(auth_broker, s
     ids=["wrong-key", "wrong-id", "id-case", "empty-key"],
 )
 def test_wrong_credentials_are_4100(auth_broker, sign, method, secret_id, secret_key):
-    good = Account(auth_broker.url, SECRET_ID, SECRET_KEY)
+    good = auth_broker.account(SECRET_ID, SECRET_KEY)
     q_good = good.get_queue(unique_name("victim"))
     q_good.create(queue_meta())
     try:
@@ -163,9 +165,9 @@ def test_auth_failures_carry_module_codes(auth_broker):
     def module(exc):
         return int(re.match(r"\((\d+)\)", exc.message).group(1))
 
-    wrong_key = server_error(Account(auth_broker.url, SECRET_ID, "wrong").list_queue)
+    wrong_key = server_error(auth_broker.account(SECRET_ID, "wrong").list_queue)
     assert (wrong_key.code, module(wrong_key)) == (4100, 10030)
-    wrong_id = server_error(Account(auth_broker.url, "AKIDnobody", SECRET_KEY).list_queue)
+    wrong_id = server_error(auth_broker.account("AKIDnobody", SECRET_KEY).list_queue)
     assert (wrong_id.code, module(wrong_id)) == (4100, 10270)
 
 
@@ -173,26 +175,26 @@ def test_secrets_from_environment_variables(start_broker):
     b = start_broker(args=[], env={"BROKER_HOST": "127.0.0.1", "BROKER_PORT": "0",
                                    "BROKER_SECRET_ID": "AKIDenv", "BROKER_SECRET_KEY": "env-key"})
     assert b.port != 9876  # BROKER_PORT=0 picked a free port instead of the default
-    bad = Account(b.url, "AKIDenv", "not-the-key")
+    bad = b.account("AKIDenv", "not-the-key")
     assert server_error(bad.list_queue).code == 4100
-    assert server_error(Account(b.url, "AKIDnope", "env-key").list_queue).code == 4100
+    assert server_error(b.account("AKIDnope", "env-key").list_queue).code == 4100
     exercise_every_queue_action(signed_account(b.url, "AKIDenv", "env-key"))
     exercise_every_queue_action(signed_account(b.url, "AKIDenv", "env-key", "sha256", "GET"))
 
 
 def test_flags_beat_environment_variables(start_broker):
     b = start_broker(
-        args=["--host", "127.0.0.1", "--port", "0", "--secret-key", "flag-key"],
+        args=serve_args("--secret-key", "flag-key"),
         env={"BROKER_PORT": "1", "BROKER_SECRET_ID": "AKIDenv", "BROKER_SECRET_KEY": "env-key"},
     )
-    assert server_error(Account(b.url, "AKIDenv", "env-key").list_queue).code == 4100
-    total, _, _ = Account(b.url, "AKIDenv", "flag-key").list_queue()
+    assert server_error(b.account("AKIDenv", "env-key").list_queue).code == 4100
+    total, _, _ = b.account("AKIDenv", "flag-key").list_queue()
     assert total == 0
 
 
 def test_broker_without_secrets_accepts_any_signature(broker):
     for secret_id, key in [("AKIDa", "k1"), ("whatever", "k2"), ("", "")]:
-        account = Account(broker.url, secret_id, key)
+        account = broker.account(secret_id, key)
         account.set_sign("sha256")
         account.list_queue(limit=1)
 
@@ -211,7 +213,7 @@ def test_broker_without_secrets_accepts_any_signature(broker):
 def test_bad_configuration_exits_with_status_2_and_a_message(args, env):
     proc = subprocess.run(
         [sys.executable, "-m", "broker", "serve", "--host", "127.0.0.1", *args],
-        cwd=REPO_ROOT, env=_clean_env(env), capture_output=True, text=True, timeout=15,
+        cwd=REPO_ROOT, env=clean_env(env), capture_output=True, text=True, timeout=15,
     )
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "listening" not in proc.stdout
@@ -231,7 +233,7 @@ def test_healthz_returns_200(broker, auth_broker):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_an_idle_broker_with_status_0(start_broker, sig):
     b = start_broker()
-    Account(b.url, "AKIDx", "k").list_queue()  # leave an idle keep-alive connection open
+    b.account("AKIDx", "k").list_queue()  # leave an idle keep-alive connection open
     b.proc.send_signal(sig)
     started = time.monotonic()
     status = b.proc.wait(timeout=10)
@@ -242,10 +244,10 @@ def test_signal_stops_an_idle_broker_with_status_0(start_broker, sig):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_broker_promptly_and_answers_a_parked_long_poll(start_broker, sig):
     b = start_broker()
-    account = Account(b.url, "AKIDx", "k")
+    account = b.account("AKIDx", "k")
     q = account.get_queue(unique_name("shutdown"))
     q.create(queue_meta())
-    receiver = Background(Account(b.url, "AKIDx", "k").get_queue(q.queue_name).receive_message,
+    receiver = Background(b.account("AKIDx", "k").get_queue(q.queue_name).receive_message,
                           polling_wait_seconds=25)
     time.sleep(0.5)  # let the receive reach the broker and park
     assert not receiver.done.is_set(), (receiver.result, receiver.error)
@@ -267,7 +269,7 @@ def test_signal_stops_the_broker_promptly_and_answers_a_parked_long_poll(start_b
 
 def test_a_signed_request_outside_the_timestamp_window_is_refused_as_a_replay(auth_broker):
     """The SDK signs Timestamp along with everything else; an old signed request is refused."""
-    client = Account(auth_broker.url, SECRET_ID, SECRET_KEY).get_client()
+    client = auth_broker.account(SECRET_ID, SECRET_KEY).get_client()
 
     def reply(timestamp):  # the SDK's own request building and signing, with a chosen Timestamp
         return json.loads(client.request("ListQueue", {"Timestamp": timestamp}).data)

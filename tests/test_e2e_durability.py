@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -29,29 +28,26 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgpack
 import pytest
 from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
-from cmq.subscription import SubscriptionMeta
 from cmq.topic import Message as TopicMessage
 from cmq.topic import TopicMeta
-from tencentcloud.batch.v20170312 import batch_client, models
-from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
-from conftest import ANY_ID, ANY_KEY, REPO_ROOT, STARTUP_TIMEOUT, BrokerProcess, queue_meta, run_broker, \
-    server_error, stop_process, unique_name
+from batch_helpers import ZONE, anon_task, named_env
+from helpers import (
+    ANY_ID, ANY_KEY, REPO_ROOT, STARTUP_TIMEOUT, BrokerProcess, Receiver, account_for, call, clean_env, counts, drain,
+    queue_meta, raw_queue, raw_sub, raw_topic, run_broker, serve_args, server_error, stop_process, sub_meta, unique_name,
+    wait_until,
+)
 
 VISIBILITY = 2  # seconds: in-flight messages of the crash tests come back quickly
 DEADLINE = 15.0  # upper bound for anything that should happen "soon"
@@ -74,7 +70,7 @@ class Node:
         self.broker: BrokerProcess | None = None
 
     def args(self) -> list[str]:
-        return ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(self.dir), *self.extra]
+        return serve_args("--data-dir", str(self.dir), *self.extra)
 
     def start(self) -> BrokerProcess:
         assert self.broker is None or self.broker.proc.poll() is not None, "one broker at a time"
@@ -99,16 +95,11 @@ class Node:
         return {p.name: p.stat().st_size for p in sorted(self.dir.iterdir())}
 
 
-def broker_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-
-
 def refused_start(data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """Start a broker on `data_dir` that must refuse to: returns the finished process. One that
     starts after all (it prints its address) is killed and fails the test at once."""
-    args = [sys.executable, "-m", "broker", "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir",
-            str(data_dir), *extra]
-    proc = subprocess.Popen(args, cwd=REPO_ROOT, env=broker_env(), stdin=subprocess.DEVNULL,
+    args = [sys.executable, "-m", "broker", "serve", *serve_args("--data-dir", str(data_dir), *extra)]
+    proc = subprocess.Popen(args, cwd=REPO_ROOT, env=clean_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first: list[str] = []
     reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()), daemon=True)
@@ -175,11 +166,6 @@ def make_queue(account: Account, prefix: str, **attrs):
     return q
 
 
-def counts(q) -> tuple[int, int, int]:
-    meta = q.get_attributes()
-    return meta.activeMsgNum, meta.inactiveMsgNum, meta.delayMsgNum
-
-
 def settled(q, timeout: float = DEADLINE) -> int:
     """Wait until nothing is in flight or delayed; the number of visible messages."""
     deadline = time.monotonic() + timeout
@@ -189,39 +175,6 @@ def settled(q, timeout: float = DEADLINE) -> int:
             return active
         assert time.monotonic() < deadline, f"{q.queue_name}: still {inactive} in flight, {delayed} delayed"
         time.sleep(0.05)
-
-
-def drain(q, delete: bool = True) -> list[Message]:
-    """Receive until the queue says it is empty (7000), deleting each batch as it comes."""
-    got: list[Message] = []
-    while True:
-        try:
-            batch = q.batch_receive_message(16, polling_wait_seconds=0)
-        except CMQServerException as exc:
-            if exc.code == 7000:
-                return got
-            raise
-        got.extend(batch)
-        if delete:
-            q.batch_delete_message([m.receiptHandle for m in batch])
-
-
-def raw_queue(account: Account, name: str) -> dict:
-    reply = account.get_client().get_queue_attributes({"queueName": name})
-    reply.pop("requestId", None)
-    return reply
-
-
-def raw_topic(account: Account, name: str) -> dict:
-    reply = account.get_client().get_topic_attributes({"topicName": name})
-    reply.pop("requestId", None)
-    return reply
-
-
-def raw_sub(account: Account, topic: str, sub: str) -> dict:
-    reply = account.get_client().get_subscription_attributes({"topicName": topic, "subscriptionName": sub})
-    reply.pop("requestId", None)
-    return reply
 
 
 def canonical(items: list) -> list[str]:
@@ -324,7 +277,7 @@ class Traffic:
     def spawn(self, fn, *args) -> None:
         def run() -> None:
             try:
-                fn(Account(self.url, ANY_ID, ANY_KEY), *args)
+                fn(account_for(self.url, ANY_ID, ANY_KEY), *args)
             except CMQServerException as exc:
                 self.unexpected.append(f"{fn.__name__}: server error {exc.code}: {exc.message}")
             except Exception as exc:  # the broker went away under the call
@@ -502,63 +455,11 @@ def test_receipt_handle_acknowledged_before_a_crash_still_deletes(start_broker, 
 # == topics, subscriptions and pending pushes =======================================================
 
 
-class LateEndpoint:
-    """An HTTP endpoint whose port is taken but refuses connections until `open()`."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.got: list[tuple[str, dict]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                with endpoint.cond:
-                    endpoint.got.append((self.path, json.loads(body)))
-                    endpoint.cond.notify_all()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        # Bound but not listening: the broker's connections are refused, the port stays ours.
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
-        self.server.daemon_threads = True
-        self.server.server_bind()
-        self.port = self.server.server_address[1]
-        self.thread: threading.Thread | None = None
-
-    def open(self) -> None:
-        self.server.server_activate()
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        if self.thread is not None:
-            self.server.shutdown()
-        self.server.server_close()
-
-    def wait(self, n: int, timeout: float = DEADLINE) -> list[tuple[str, dict]]:
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.got) >= n, timeout)
-            return list(self.got)
-
-
 @pytest.fixture
-def late_endpoint():
-    endpoint = LateEndpoint()
-    yield endpoint
-    endpoint.close()
-
-
-def sub_meta(protocol: str, endpoint: str, strategy: str = "BACKOFF_RETRY", fmt: str = "SIMPLIFIED",
-             tags=(), keys=()) -> SubscriptionMeta:
-    meta = SubscriptionMeta()
-    meta.Protocal, meta.Endpoint, meta.NotifyStrategy, meta.NotifyContentFormat = protocol, endpoint, strategy, fmt
-    meta.FilterTag, meta.bindingKey = list(tags), list(keys)
-    return meta
+def late_endpoint() -> Iterator[Receiver]:
+    """An HTTP endpoint whose port is taken but refuses connections until `open()`."""
+    with Receiver(listening=False) as endpoint:
+        yield endpoint
 
 
 def test_topics_subscriptions_and_a_pending_push_survive_a_kill(start_broker, tmp_path, late_endpoint):
@@ -577,7 +478,7 @@ def test_topics_subscriptions_and_a_pending_push_survive_a_kill(start_broker, tm
     meta.maxMsgSize = 2048
     tagged.set_attributes(meta)
     qa, qb = make_queue(account, "suba"), make_queue(account, "subb", maxMsgSize=8192, rewindSeconds=600)
-    hook = f"http://127.0.0.1:{late_endpoint.port}/hook?x=1"
+    hook = late_endpoint.route() + "?x=1"
     subs = {
         (tagged.topicName, "to-queue"): sub_meta("queue", qa.queue_name, "EXPONENTIAL_DECAY_RETRY", tags=["a", "b"]),
         (tagged.topicName, "to-http"): sub_meta("http", hook, "BACKOFF_RETRY", "JSON", tags=["a"]),
@@ -625,21 +526,19 @@ def test_topics_subscriptions_and_a_pending_push_survive_a_kill(start_broker, tm
 
     # The endpoint comes up: the push from before both crashes is delivered, once.
     late_endpoint.open()
-    got = late_endpoint.wait(1)
+    got = late_endpoint.wait_delivered(hook, 1, DEADLINE)
     assert len(got) == 1, f"the push pending since before the crashes was not delivered: {got}"
-    [(path, payload)] = got
-    assert path == "/hook?x=1"
+    path, payload = got[0].path, got[0].json()
+    assert path == hook.split(str(late_endpoint.port), 1)[1]  # the endpoint's path and query, as given
     assert (str(payload["msgId"]), payload["msgBody"]) == (str(published.msgId), "pending push")
     assert (payload["topicName"], payload["subscriptionName"]) == (tagged.topicName, "to-http")
-    deadline = time.monotonic() + DEADLINE
-    while raw_sub(account, tagged.topicName, "to-http")["msgCount"]:
-        assert time.monotonic() < deadline, "the delivered push is still counted as pending"
-        time.sleep(0.05)
+    wait_until(lambda: raw_sub(account, tagged.topicName, "to-http")["msgCount"] == 0,
+               "the delivered push to be no longer counted as pending", DEADLINE)
     time.sleep(SETTLE)  # the settled push is flushed in the background
     node.kill()
     account = node.start().account()
     assert raw_sub(account, tagged.topicName, "to-http")["msgCount"] == 0
-    assert len(late_endpoint.got) == 1, "a delivered push was delivered again after a restart"
+    assert len(late_endpoint.got(hook)) == 1, "a delivered push was delivered again after a restart"
 
 
 # == damage on disk =================================================================================
@@ -704,7 +603,7 @@ def damaged_dir(tmp_path_factory) -> Path:
     """A data directory holding a snapshot and a segment with several records after it (built once;
     each case damages a copy)."""
     data = tmp_path_factory.mktemp("pristine") / "data"
-    args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data)]
+    args = serve_args("--data-dir", str(data))
     with run_broker(args) as b:
         q = make_queue(b.account(), "fixed")
         send_each(q, [f"before {i}" for i in range(5)])
@@ -756,7 +655,7 @@ def test_damage_in_the_middle_stops_the_start_and_touches_nothing(damaged_dir, t
     # The damage, and nothing else, was the reason: the undamaged copy starts.
     shutil.rmtree(data)
     shutil.copytree(damaged_dir, data)
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data)]) as b:
+    with run_broker(serve_args("--data-dir", str(data))) as b:
         [listed] = b.account().list_queue()[1]
         assert counts(b.account().get_queue(listed["queueName"])) == (13, 0, 0)
 
@@ -787,7 +686,7 @@ def test_sigterm_restart_brings_everything_back(start_broker, tmp_path):
     q.delete_message(gone.receiptHandle)  # kept for rewind
     topic = account.get_topic(unique_name("tterm"))
     topic.create(TopicMeta())
-    account.get_subscription(topic.topicName, "s").create(sub_meta("queue", q.queue_name))
+    account.get_subscription(topic.topicName, "s").create(sub_meta("queue", q.queue_name, "BACKOFF_RETRY"))
     attrs = raw_queue(account, q.queue_name)
     assert (attrs["activeMsgNum"], attrs["inactiveMsgNum"], attrs["delayMsgNum"], attrs["rewindMsgNum"]) == (1, 2, 1, 1)
     topic_attrs, sub_attrs = raw_topic(account, topic.topicName), raw_sub(account, topic.topicName, "s")
@@ -890,64 +789,20 @@ def test_a_second_broker_on_the_same_data_dir_refuses_to_start(start_broker, tmp
 # == Batch ============================================================================================
 
 
-@pytest.fixture
-def no_proxy(monkeypatch):
-    # The Batch SDK (requests) honours HTTP_PROXY unless NO_PROXY covers the host.
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-
-
-ZONE = "ap-guangzhou-3"
-INSTANCE_TYPE = "S5.MEDIUM4"
-
-
-def batch(b: BrokerProcess) -> batch_client.BatchClient:
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=f"127.0.0.1:{b.port}"))
-    return batch_client.BatchClient(credential.Credential(ANY_ID, ANY_KEY), "ap-guangzhou", profile)
-
-
-def bcall(client: batch_client.BatchClient, action: str, params: dict | None = None) -> dict:
-    req = getattr(models, f"{action}Request")()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a key the model does not know is an error, not dropped
-        req.from_json_string(json.dumps(params or {}))
-    reply = json.loads(getattr(client, action)(req).to_json_string())
-    reply.pop("RequestId", None)
-    return reply
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
-        time.sleep(0.05)
-    return result
-
-
-def anon_task(name: str, **extra) -> dict:
-    return {"TaskName": name, "TaskInstanceNum": 1, "Application": {"DeliveryForm": "LOCAL", "Command": "true"},
-            "ComputeEnv": {"EnvType": "MANAGED", "EnvData": {"InstanceType": INSTANCE_TYPE}}, **extra}
-
-
-def env_spec(name: str, desired: int) -> dict:
-    return {"EnvName": name, "EnvType": "MANAGED", "DesiredComputeNodeCount": desired,
-            "EnvData": {"InstanceType": INSTANCE_TYPE}}
-
-
 def job_state(client, job_id: str) -> str:
-    return bcall(client, "DescribeJob", {"JobId": job_id})["JobState"]
+    return call(client, "DescribeJob", {"JobId": job_id})["JobState"]
 
 
 def running_nodes(client, env_id: str) -> int:
-    return bcall(client, "DescribeComputeEnv", {"EnvId": env_id})["ComputeNodeMetrics"]["RunningCount"]
+    return call(client, "DescribeComputeEnv", {"EnvId": env_id})["ComputeNodeMetrics"]["RunningCount"]
 
 
 def test_batch_jobs_and_compute_envs_survive_restarts(start_broker, tmp_path, no_proxy):
     node = Node(start_broker, tmp_path / "data", "--batch-time-scale", "0.1")
-    client = batch(node.start())
-    env_id = bcall(client, "CreateComputeEnv",
-                   {"Placement": {"Zone": ZONE}, "ComputeEnv": env_spec("keep-env", 2)})["EnvId"]
-    done = bcall(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
+    client = node.start().batch_client()
+    env_id = call(client, "CreateComputeEnv",
+                   {"Placement": {"Zone": ZONE}, "ComputeEnv": named_env("keep-env", 2)})["EnvId"]
+    done = call(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
         "JobName": "finished", "Tasks": [
             anon_task("first"),
             {"TaskName": "on-env", "TaskInstanceNum": 2, "EnvId": env_id,
@@ -956,50 +811,50 @@ def test_batch_jobs_and_compute_envs_survive_restarts(start_broker, tmp_path, no
     # Running when the broker dies: persist.py says the attempt is lost, and with no retries left
     # the instance fails with a reason that says so.
     long_task = anon_task("long", MaxRetryCount=0, EnvVars=[{"Name": "BATCH_SIM_DURATION", "Value": "100"}])
-    long = bcall(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
+    long = call(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
         "JobName": "interrupted", "Tasks": [long_task]}})["JobId"]
     wait_until(lambda: job_state(client, done) == "SUCCEED", "the first job to succeed")
     wait_until(lambda: running_nodes(client, env_id) == 2, "both nodes of the environment to run")
-    wait_until(lambda: bcall(client, "DescribeTask", {"JobId": long, "TaskName": "long"})[
+    wait_until(lambda: call(client, "DescribeTask", {"JobId": long, "TaskName": "long"})[
         "TaskInstanceSet"][0]["TaskInstanceState"] == "RUNNING", "the long job to run")
-    job_before = bcall(client, "DescribeJob", {"JobId": done})
-    env_before = bcall(client, "DescribeComputeEnv", {"EnvId": env_id})
+    job_before = call(client, "DescribeJob", {"JobId": done})
+    env_before = call(client, "DescribeComputeEnv", {"EnvId": env_id})
     time.sleep(SETTLE)  # simulator progress is flushed in the background, not on a reply
 
     node.kill()
-    client = batch(node.start())
-    assert bcall(client, "DescribeJob", {"JobId": done}) == job_before
-    env = bcall(client, "DescribeComputeEnv", {"EnvId": env_id})
+    client = node.start().batch_client()
+    assert call(client, "DescribeJob", {"JobId": done}) == job_before
+    env = call(client, "DescribeComputeEnv", {"EnvId": env_id})
     assert (env["EnvName"], env["DesiredComputeNodeCount"]) == ("keep-env", 2)
     assert {n["ComputeNodeId"] for n in env["ComputeNodeSet"]} == \
         {n["ComputeNodeId"] for n in env_before["ComputeNodeSet"]}
     wait_until(lambda: running_nodes(client, env_id) == 2, "the nodes to come back running")
     wait_until(lambda: job_state(client, long) == "FAILED", "the interrupted job to fail")
-    [inst] = bcall(client, "DescribeTask", {"JobId": long, "TaskName": "long"})["TaskInstanceSet"]
+    [inst] = call(client, "DescribeTask", {"JobId": long, "TaskName": "long"})["TaskInstanceSet"]
     assert inst["TaskInstanceState"] == "FAILED" and "restart" in inst["StateReason"], inst
 
     assert node.term() == 0
-    client = batch(node.start())
-    assert bcall(client, "DescribeJob", {"JobId": done}) == job_before
+    client = node.start().batch_client()
+    assert call(client, "DescribeJob", {"JobId": done}) == job_before
     assert job_state(client, long) == "FAILED"
-    assert bcall(client, "DescribeComputeEnv", {"EnvId": env_id})["DesiredComputeNodeCount"] == 2
+    assert call(client, "DescribeComputeEnv", {"EnvId": env_id})["DesiredComputeNodeCount"] == 2
 
 
 def test_batch_acknowledged_submit_and_create_survive_an_immediate_kill(start_broker, tmp_path, no_proxy):
     """SubmitJob and CreateComputeEnv answered with an id are acknowledged changes like any CMQ
     write: a SIGKILL right after the reply must not lose them (issue 6: nothing acknowledged is lost)."""
     node = Node(start_broker, tmp_path / "data", "--batch-time-scale", "0.1")
-    client = batch(node.start())
-    env_id = bcall(client, "CreateComputeEnv",
-                   {"Placement": {"Zone": ZONE}, "ComputeEnv": env_spec("fresh", 1)})["EnvId"]
-    job_id = bcall(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
+    client = node.start().batch_client()
+    env_id = call(client, "CreateComputeEnv",
+                   {"Placement": {"Zone": ZONE}, "ComputeEnv": named_env("fresh", 1)})["EnvId"]
+    job_id = call(client, "SubmitJob", {"Placement": {"Zone": ZONE}, "Job": {
         "JobName": "fresh", "Tasks": [anon_task("t")]}})["JobId"]
     node.kill()
-    client = batch(node.start())
+    client = node.start().batch_client()
     missing = []
     for action, params in (("DescribeComputeEnv", {"EnvId": env_id}), ("DescribeJob", {"JobId": job_id})):
         try:
-            bcall(client, action, params)
+            call(client, action, params)
         except TencentCloudSDKException as exc:
             missing.append(f"{action} {params}: {exc.code}")
     assert not missing, f"acknowledged Batch creations lost by a kill: {missing}"

@@ -1,8 +1,8 @@
 """HTTP push to topic subscribers, end to end: a real broker process pushing to a real local
 HTTP server (spec §7; issue 4).
 
-The receiver is a `ThreadingHTTPServer` on 127.0.0.1 that records every request it gets and
-answers per path: fail the first N requests (500 or any other status), hang the first N (or all)
+The receiver (helpers.Receiver) is a `ThreadingHTTPServer` on 127.0.0.1 that records every
+request it gets and answers per path: fail the first N requests (500 or any other status), hang the first N (or all)
 requests, or succeed with a chosen 2xx. Tests wait for the receiver's condition variable with
 generous timeouts rather than sleeping; retry gaps are scaled down with `--push-retry-scale`.
 
@@ -14,20 +14,20 @@ starts its own such broker, since it deliberately ties up hundreds of pushes).
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
 from cmq.subscription import SubscriptionMeta
 from cmq.queue import Message as QueueMessage
-from cmq.topic import Message, TopicMeta
+from cmq.topic import Message
 
-from conftest import Background, BrokerProcess, queue_meta, run_broker, unique_name
+from helpers import (
+    Background, BrokerProcess, Receiver, closed_port, queue_meta, run_broker, serve_args, sub_meta, sub_msg_count,
+    topic_meta, unique_name, wait_until,
+)
 
 APP_ID = 1300000042
 NOW_SLACK = 5
@@ -35,142 +35,7 @@ WAIT = 15.0  # generous upper bound for anything that should happen "soon"
 USER_AGENT = "Qcloud Notification Service Agent"
 
 
-# -- the receiving HTTP server ----------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    method: str
-    path: str  # including the query string
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    status: int  # what we answered (0: hung, no answer)
-    at: float
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> dict:
-        return json.loads(self.body.decode("utf-8"))
-
-
-@dataclass
-class Plan:
-    fail_first: int = 0
-    fail_statuses: tuple[int, ...] = (500,)  # cycled through while failing
-    hang_first: int = 0  # -1: hang every request
-    ok_status: int = 200
-    seen: int = 0
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.requests: dict[str, list[Received]] = {}
-        self.plans: dict[str, Plan] = {}
-        self.release = threading.Event()  # ends every hang
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver._handle(self)
-
-            do_GET = do_PUT = do_POST
-
-            def log_message(self, *args) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-            def handle_error(self, request, client_address) -> None:
-                pass  # the broker gave up on a hung request: writing the late answer fails
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def route(self, **plan) -> str:
-        """A fresh URL on this receiver that answers according to `plan` (see Plan)."""
-        path = "/" + unique_name("hook")
-        with self.cond:
-            self.plans[path] = Plan(**plan)
-            self.requests[path] = []
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def set_plan(self, url: str, **changes) -> None:
-        path = self._path(url)
-        with self.cond:
-            for k, v in changes.items():
-                setattr(self.plans[path], k, v)
-
-    def _path(self, url: str) -> str:
-        return "/" + url.split("/", 3)[3].split("?")[0]
-
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
-        path = h.path.split("?")[0]
-        with self.cond:
-            plan = self.plans.get(path)
-            if plan is None:
-                status, hang = 404, False
-            else:
-                n = plan.seen
-                plan.seen += 1
-                hang = plan.hang_first == -1 or n < plan.hang_first
-                if hang:
-                    status = 0
-                elif n < plan.fail_first:
-                    status = plan.fail_statuses[n % len(plan.fail_statuses)]
-                else:
-                    status = plan.ok_status
-            rec = Received(h.command, h.path, {k.lower(): v for k, v in h.headers.items()},
-                           body, status, time.monotonic())
-            self.requests.setdefault(path, []).append(rec)
-            self.cond.notify_all()
-        if hang:
-            self.release.wait(60)
-            h.close_connection = True
-            return
-        h.send_response(status)
-        if status in (301, 302, 303, 307, 308):
-            h.send_header("Location", f"http://127.0.0.1:{self.port}{path}")
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    def got(self, url: str) -> list[Received]:
-        with self.cond:
-            return list(self.requests[self._path(url)])
-
-    def delivered(self, url: str) -> list[Received]:
-        return [r for r in self.got(url) if r.ok]
-
-    def wait_requests(self, url: str, n: int, timeout: float = WAIT) -> list[Received]:
-        """Wait until `url` has been requested at least `n` times (any outcome)."""
-        path = self._path(url)
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.requests[path]) >= n, timeout)
-            got = list(self.requests[path])
-        assert len(got) >= n, f"{path}: {len(got)} requests after {timeout}s, expected {n}"
-        return got
-
-    def wait_delivered(self, url: str, n: int, timeout: float = WAIT) -> list[Received]:
-        """Wait until `url` has answered 2xx at least `n` times."""
-        path = self._path(url)
-        with self.cond:
-            self.cond.wait_for(lambda: sum(r.ok for r in self.requests[path]) >= n, timeout)
-            got = [r for r in self.requests[path] if r.ok]
-        assert len(got) >= n, f"{path}: {len(got)} deliveries after {timeout}s, expected {n}"
-        return got
+# -- fixtures --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +47,14 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def pusher() -> Iterator[BrokerProcess]:
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--push-retry-scale", "0.01",
-                     "--push-timeout", "1", "--app-id", str(APP_ID)]) as b:
+    with run_broker(serve_args("--push-retry-scale", "0.01", "--push-timeout", "1", "--app-id", str(APP_ID))) as b:
         yield b
 
 
 @pytest.fixture(scope="module")
 def slow_pusher() -> Iterator[BrokerProcess]:
     # A hung push only gives up after 30 s here: anything it blocked would show.
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--push-retry-scale", "0.01",
-                     "--push-timeout", "30", "--app-id", str(APP_ID)]) as b:
+    with run_broker(serve_args("--push-retry-scale", "0.01", "--push-timeout", "30", "--app-id", str(APP_ID))) as b:
         yield b
 
 
@@ -199,41 +62,25 @@ def slow_pusher() -> Iterator[BrokerProcess]:
 
 
 def make_topic(account, filter_type: int = 1):
-    meta = TopicMeta()
-    meta.filterType = filter_type
     t = account.get_topic(unique_name("pt"))
-    t.create(meta)
+    t.create(topic_meta(filter_type))
     return t
 
 
 def subscribe(account, topic, endpoint: str, *, protocol: str = "http", strategy: str = "EXPONENTIAL_DECAY_RETRY",
               fmt: str = "JSON", tags=(), keys=(), name: str | None = None):
-    meta = SubscriptionMeta()
-    meta.Protocal = protocol
-    meta.Endpoint = endpoint
-    meta.NotifyStrategy = strategy
-    meta.NotifyContentFormat = fmt
-    meta.FilterTag = list(tags)
-    meta.bindingKey = list(keys)
     sub = account.get_subscription(topic.topicName, name or unique_name("ps"))
-    sub.create(meta)
+    sub.create(sub_meta(protocol, endpoint, strategy, fmt, tags, keys))
     return sub
 
 
 def msg_count(account, sub) -> int:
-    return account.get_client().get_subscription_attributes(
-        {"topicName": sub.topicName, "subscriptionName": sub.subscriptionName})["msgCount"]
+    return sub_msg_count(account, sub.topicName, sub.subscriptionName)
 
 
 def wait_msg_count(account, sub, want: int, timeout: float = WAIT) -> None:
     """Poll GetSubscriptionAttributes until msgCount == want (the broker has no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = msg_count(account, sub)
-        if got == want:
-            return
-        assert time.monotonic() < deadline, f"msgCount stayed {got}, expected {want}"
-        time.sleep(0.02)
+    wait_until(lambda: msg_count(account, sub) == want, f"msgCount {want} of {sub.subscriptionName}", timeout, 0.02)
 
 
 def topic_msg_count(account, topic) -> int:
@@ -241,18 +88,7 @@ def topic_msg_count(account, topic) -> int:
 
 
 def wait_topic_msg_count(account, topic, want: int, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while (got := topic_msg_count(account, topic)) != want:
-        assert time.monotonic() < deadline, f"topic msgCount stayed {got}, expected {want}"
-        time.sleep(0.02)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    wait_until(lambda: topic_msg_count(account, topic) == want, f"msgCount {want} of {topic.topicName}", timeout, 0.02)
 
 
 # -- content formats and headers --------------------------------------------------------------

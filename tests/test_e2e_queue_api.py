@@ -7,21 +7,15 @@ Only `cmq` (qcloud-cmq-sdk-py3) talks to the broker here; expectations come from
 from __future__ import annotations
 
 import base64
-import re
 import time
 
 import pytest
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
 
-from conftest import queue_meta, server_error, unique_name
+from helpers import counts, module_code, queue_meta, server_error, unique_name
 
 NOW_SLACK = 5  # seconds of clock slack allowed when comparing broker times with ours
-
-
-def counts(q) -> tuple[int, int, int]:
-    meta = q.get_attributes()
-    return meta.activeMsgNum, meta.inactiveMsgNum, meta.delayMsgNum
 
 
 # -- CreateQueue / GetQueueAttributes ---------------------------------------------------------
@@ -477,12 +471,6 @@ def test_batch_delete_all_failed_is_6020(make_queue):
     assert exc.code == 6020
     assert sorted(e["receiptHandle"] for e in exc.data["errorList"]) == sorted(bad)
     assert all(e["code"] == 4430 for e in exc.data["errorList"])
-
-
-def module_code(exc: CMQServerException) -> int:
-    m = re.match(r"\((\d+)\)", exc.message)
-    assert m, f"message {exc.message!r} does not start with (moduleCode)"
-    return int(m.group(1))
 
 
 def test_error_replies_carry_the_documented_module_codes(account, make_queue):

@@ -12,14 +12,9 @@ import time
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
 
-from conftest import Background, queue_meta, server_error
+from helpers import Background, counts, queue_meta, server_error
 
 PARK = 0.5  # time for a just-started receive request to reach the broker and park there
-
-
-def counts(q) -> tuple[int, int, int]:
-    meta = q.get_attributes()
-    return meta.activeMsgNum, meta.inactiveMsgNum, meta.delayMsgNum
 
 
 def parked_receive(broker, queue_name, wait=10, batch=None) -> Background:

@@ -14,16 +14,17 @@ HTTP push is covered in test_e2e_push.py.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Iterator
 
 import pytest
 from cmq.cmq_exception import CMQServerException
-from cmq.subscription import SubscriptionMeta
 from cmq.topic import Message, TopicMeta
 
-from conftest import BrokerProcess, queue_meta, run_broker, server_error, unique_name
+from helpers import (
+    BrokerProcess, drain_bodies, module_code, queue_meta, raw_sub, raw_topic, run_broker, serve_args, server_error,
+    sub_meta, topic_meta, unique_name,
+)
 
 NOW_SLACK = 5  # seconds of clock slack allowed when comparing broker times with ours
 
@@ -31,36 +32,8 @@ NOW_SLACK = 5  # seconds of clock slack allowed when comparing broker times with
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def module_code(exc: CMQServerException) -> int:
-    m = re.match(r"\((\d+)\)", exc.message)
-    assert m, f"message {exc.message!r} does not start with (moduleCode)"
-    return int(m.group(1))
-
-
 def codes(exc: CMQServerException) -> tuple[int, int]:
     return exc.code, module_code(exc)
-
-
-def topic_meta(filter_type: int = 1, max_msg_size: int | None = None) -> TopicMeta:
-    meta = TopicMeta()
-    meta.filterType = filter_type
-    if max_msg_size is not None:
-        meta.maxMsgSize = max_msg_size
-    return meta
-
-
-def sub_meta(protocol: str = "queue", endpoint: str = "", strategy: str | None = None, fmt: str | None = None,
-             tags=(), keys=()) -> SubscriptionMeta:
-    meta = SubscriptionMeta()
-    meta.Protocal = protocol
-    meta.Endpoint = endpoint
-    if strategy is not None:
-        meta.NotifyStrategy = strategy
-    # The SDK's default is JSON, which a queue subscription may not use (4000/10640).
-    meta.NotifyContentFormat = fmt if fmt is not None else ("SIMPLIFIED" if protocol == "queue" else "JSON")
-    meta.FilterTag = list(tags)
-    meta.bindingKey = list(keys)
-    return meta
 
 
 def create_topic(account, prefix: str = "t", filter_type: int = 1, max_msg_size: int | None = None):
@@ -85,28 +58,6 @@ def subscribe_http(account, topic, endpoint: str = "http://127.0.0.1:9/none", na
     sub = account.get_subscription(topic.topicName, name or unique_name("h"))
     sub.create(sub_meta("http", endpoint, **kw))
     return sub
-
-
-def drain(q) -> list[str]:
-    """Every body currently visible in `q` (received and deleted), without waiting."""
-    bodies = []
-    while True:
-        try:
-            msgs = q.batch_receive_message(16, polling_wait_seconds=0)
-        except CMQServerException as exc:
-            assert exc.code == 7000, exc
-            return bodies
-        bodies += [m.msgBody for m in msgs]
-        q.batch_delete_message([m.receiptHandle for m in msgs])
-
-
-def raw_sub(account, topic_name: str, sub_name: str) -> dict:
-    return account.get_client().get_subscription_attributes(
-        {"topicName": topic_name, "subscriptionName": sub_name})
-
-
-def raw_topic(account, topic_name: str) -> dict:
-    return account.get_client().get_topic_attributes({"topicName": topic_name})
 
 
 @pytest.fixture
@@ -146,7 +97,7 @@ def new_queue(account, cleanup):
 
 @pytest.fixture(scope="module")
 def strict_broker() -> Iterator[BrokerProcess]:
-    with run_broker(["--host", "127.0.0.1", "--port", "0", "--strict"]) as b:
+    with run_broker(serve_args("--strict")) as b:
         yield b
 
 
@@ -169,7 +120,7 @@ def test_create_topic_and_get_attributes(account, cleanup):
     assert before - NOW_SLACK <= meta.createTime <= after + NOW_SLACK
     assert meta.createTime <= meta.lastModifyTime <= after + NOW_SLACK
 
-    raw = raw_topic(account, name)
+    raw = raw_topic(account, name, request_id=True)
     assert raw["code"] == 0 and raw["message"] == "" and raw["requestId"]
     assert raw["topicId"].startswith("topic-")
     for key in ("msgCount", "maxMsgSize", "msgRetentionSeconds", "createTime", "lastModifyTime", "filterType"):
@@ -249,12 +200,12 @@ def test_set_topic_attributes_max_msg_size_then_larger_publish_is_4400(account, 
     # a batch with one body too large is refused as a whole: nothing is delivered
     exc = server_error(topic.batch_publish_message, [Message("ok"), Message("y" * 1025)])
     assert exc.code == 4400
-    assert drain(q) == ["x" * 1024]
+    assert drain_bodies(q) == ["x" * 1024]
 
     # back up again: the larger message now goes through
     topic.set_attributes(topic_meta(max_msg_size=65536))
     topic.publish_message(Message("z" * 65536))
-    assert drain(q) == ["z" * 65536]
+    assert drain_bodies(q) == ["z" * 65536]
     assert codes(server_error(topic.publish_message, Message("z" * 65537))) == (4400, 10230)
 
 
@@ -370,11 +321,11 @@ def test_delete_topic_removes_its_subscriptions(account, new_queue):
         assert t.list_subscription() == (0, [], "")
         assert codes(server_error(sub.get_attributes)) == (4000, 10560)
         t.publish_message(Message("after recreate"))
-        assert drain(q) == []  # the old subscription no longer delivers
+        assert drain_bodies(q) == []  # the old subscription no longer delivers
         # and the old names are free again
         subscribe_queue(account, t, q, name="keeper")
         t.publish_message(Message("again"))
-        assert drain(q) == ["again"]
+        assert drain_bodies(q) == ["again"]
     finally:
         t.delete()
 
@@ -392,9 +343,9 @@ def test_publish_fans_out_one_copy_per_subscription_before_the_reply(account, to
     msg = topic.publish_message(Message(body))
     assert isinstance(msg.msgId, str) and msg.msgId
     # no waiting: the copies are there once the publish has been answered
-    assert drain(queues[0]) == [body, body]
-    assert drain(queues[1]) == [body]
-    assert drain(queues[2]) == [body]
+    assert drain_bodies(queues[0]) == [body, body]
+    assert drain_bodies(queues[1]) == [body]
+    assert drain_bodies(queues[2]) == [body]
     assert topic.get_attributes().msgCount == 0
 
 
@@ -419,13 +370,13 @@ def test_batch_publish_sixteen_fans_out_in_order(account, topic, new_queue):
     msgs = topic.batch_publish_message([Message(b) for b in bodies], msgtag=["batch", "other"])
     assert len(msgs) == 16
     assert len({m.msgId for m in msgs}) == 16
-    got1, got2 = drain(q1), drain(q2)
+    got1, got2 = drain_bodies(q1), drain_bodies(q2)
     assert sorted(got1) == bodies and sorted(got2) == bodies
 
     # the batch's tags apply to every message of it: a non-matching batch reaches only the untagged sub
     topic.batch_publish_message([Message("n1"), Message("n2")], msgtag=["nomatch"])
-    assert sorted(drain(q1)) == ["n1", "n2"]
-    assert drain(q2) == []
+    assert sorted(drain_bodies(q1)) == ["n1", "n2"]
+    assert drain_bodies(q2) == []
 
 
 def test_batch_publish_of_seventeen_is_4000_10370_and_delivers_nothing(account, topic, new_queue):
@@ -433,7 +384,7 @@ def test_batch_publish_of_seventeen_is_4000_10370_and_delivers_nothing(account, 
     subscribe_queue(account, topic, q)
     exc = server_error(topic.batch_publish_message, [Message(f"m{i}") for i in range(17)])
     assert codes(exc) == (4000, 10370)
-    assert drain(q) == []
+    assert drain_bodies(q) == []
 
 
 def test_empty_body_is_4000(topic):
@@ -447,8 +398,8 @@ def test_unsubscribed_queue_gets_nothing_more(account, topic, new_queue):
     topic.publish_message(Message("both"))
     s1.delete()
     topic.publish_message(Message("only two"))
-    assert drain(q1) == ["both"]
-    assert drain(q2) == ["both", "only two"]
+    assert drain_bodies(q1) == ["both"]
+    assert drain_bodies(q2) == ["both", "only two"]
     assert server_error(s1.get_attributes).code == 4000
 
 
@@ -460,16 +411,16 @@ def test_deleting_a_subscribed_queue_keeps_publishing_working(account, topic, ne
     gone.delete()
     msg = topic.publish_message(Message("still works"))
     assert msg.msgId
-    assert drain(alive) == ["still works"]
+    assert drain_bodies(alive) == ["still works"]
     msgs = topic.batch_publish_message([Message("b1"), Message("b2")])
     assert len(msgs) == 2
-    assert sorted(drain(alive)) == ["b1", "b2"]
+    assert sorted(drain_bodies(alive)) == ["b1", "b2"]
     # the subscription itself is still there, pointing at the missing queue
     raw = raw_sub(account, topic.topicName, dead_sub.subscriptionName)
     assert raw["endpoint"] == gone.queue_name
     dead_sub.delete()
     topic.publish_message(Message("after unsubscribe"))
-    assert drain(alive) == ["after unsubscribe"]
+    assert drain_bodies(alive) == ["after unsubscribe"]
 
 
 # -- tag filtering (filterType 1) -------------------------------------------------------------
@@ -494,10 +445,10 @@ def test_tag_filter(account, topic, new_queue, filter_tags, msg_tags, delivered)
     q = new_queue()
     subscribe_queue(account, topic, q, tags=filter_tags)
     topic.publish_message(Message("tagged", msg_tags))
-    assert drain(q) == (["tagged"] if delivered else [])
+    assert drain_bodies(q) == (["tagged"] if delivered else [])
     # batch publish filters the same way
     topic.batch_publish_message([Message("batched")], msgtag=msg_tags)
-    assert drain(q) == (["batched"] if delivered else [])
+    assert drain_bodies(q) == (["batched"] if delivered else [])
 
 
 def test_tag_filter_picks_among_several_subscriptions(account, topic, new_queue):
@@ -510,10 +461,10 @@ def test_tag_filter_picks_among_several_subscriptions(account, topic, new_queue)
     topic.publish_message(Message("to-b", ["b", "zzz"]))
     topic.publish_message(Message("to-none", ["zzz"]))
     topic.publish_message(Message("untagged"))
-    assert drain(qa) == ["to-a"]
-    assert drain(qb) == ["to-b"]
-    assert drain(qab) == ["to-a", "to-b"]
-    assert drain(qall) == ["to-a", "to-b", "to-none", "untagged"]
+    assert drain_bodies(qa) == ["to-a"]
+    assert drain_bodies(qb) == ["to-b"]
+    assert drain_bodies(qab) == ["to-a", "to-b"]
+    assert drain_bodies(qall) == ["to-a", "to-b", "to-none", "untagged"]
 
 
 def test_binding_keys_are_ignored_on_a_tag_topic(account, topic, new_queue):
@@ -521,7 +472,7 @@ def test_binding_keys_are_ignored_on_a_tag_topic(account, topic, new_queue):
     subscribe_queue(account, topic, q, keys=["only.this"])
     topic.publish_message(Message("m1"), routingKey="something.else")
     topic.publish_message(Message("m2"))
-    assert drain(q) == ["m1", "m2"]
+    assert drain_bodies(q) == ["m1", "m2"]
 
 
 # -- routing-key filtering (filterType 2) -----------------------------------------------------
@@ -562,9 +513,9 @@ def test_routing_key_filter(account, routing_topic, new_queue, binding_keys, rou
     q = new_queue()
     subscribe_queue(account, routing_topic, q, keys=binding_keys)
     routing_topic.publish_message(Message("routed"), routingKey=routing_key)
-    assert drain(q) == (["routed"] if delivered else [])
+    assert drain_bodies(q) == (["routed"] if delivered else [])
     routing_topic.batch_publish_message([Message("b1"), Message("b2")], routingKey=routing_key)
-    assert sorted(drain(q)) == (["b1", "b2"] if delivered else [])
+    assert sorted(drain_bodies(q)) == (["b1", "b2"] if delivered else [])
 
 
 def test_routing_picks_among_several_subscriptions(account, routing_topic, new_queue):
@@ -577,9 +528,9 @@ def test_routing_picks_among_several_subscriptions(account, routing_topic, new_q
     routing_topic.publish_message(Message("m3"), routingKey="order")
     routing_topic.publish_message(Message("m4"), routingKey="user.login")
     routing_topic.publish_message(Message("m5"), routingKey="order.eu.x.created")
-    assert drain(star) == ["m1", "m2"]
-    assert drain(hash_) == ["m1", "m2", "m3", "m5"]
-    assert drain(literal) == ["m1", "m4"]
+    assert drain_bodies(star) == ["m1", "m2"]
+    assert drain_bodies(hash_) == ["m1", "m2", "m3", "m5"]
+    assert drain_bodies(literal) == ["m1", "m4"]
 
 
 def test_routing_subscription_without_binding_key_is_accepted_by_default(account, routing_topic, new_queue):
@@ -659,7 +610,7 @@ def test_message_tag_limits(account, topic, new_queue):
     assert codes(exc) == (4000, 10720)
     assert server_error(topic.publish_message, Message("long tag", ["x" * 17])).code == 4000
     assert server_error(topic.batch_publish_message, [Message("b")], msgtag=["x" * 17]).code == 4000
-    assert drain(q) == ["five tags", "sixteen chars"]
+    assert drain_bodies(q) == ["five tags", "sixteen chars"]
 
 
 def test_filter_tag_limits(account, topic, new_queue):
@@ -726,7 +677,7 @@ def test_subscribe_accepts_edge_values(account, topic, new_queue):
     upper = account.get_subscription(topic.topicName, "upper-queue")
     upper.create(sub_meta("queue", q.queue_name.upper()))
     topic.publish_message(Message("reaches the queue"))
-    assert drain(q) == ["reaches the queue"]
+    assert drain_bodies(q) == ["reaches the queue"]
     # the longest name, and the same subscription name on another topic
     subscribe_http(account, topic, name=("S" + unique_name("x")).ljust(64, "z"))
     other = create_topic(account, "other")
@@ -867,7 +818,7 @@ def test_set_subscription_attributes_round_trip_and_clear_filter_tags(account, t
     assert raw["lastModifyTime"] >= created["lastModifyTime"]
     topic.publish_message(Message("to-a", ["a"]))
     topic.publish_message(Message("to-c", ["c"]))
-    assert drain(q) == ["to-c"]
+    assert drain_bodies(q) == ["to-c"]
 
     # without a list the tags stay
     sub.set_attributes(sub_meta("queue", "", strategy="EXPONENTIAL_DECAY_RETRY"))
@@ -882,7 +833,7 @@ def test_set_subscription_attributes_round_trip_and_clear_filter_tags(account, t
     assert sub.get_attributes().FilterTag == []
     topic.publish_message(Message("untagged"))
     topic.publish_message(Message("other", ["zzz"]))
-    assert drain(q) == ["untagged", "other"]
+    assert drain_bodies(q) == ["untagged", "other"]
 
 
 def test_set_subscription_attributes_binding_keys_replace(account, routing_topic, new_queue):
@@ -893,7 +844,7 @@ def test_set_subscription_attributes_binding_keys_replace(account, routing_topic
     assert sub.get_attributes().bindingKey == ["b.#", "c"]
     for key in ("a.x", "b", "b.x.y", "c", "c.d"):
         routing_topic.publish_message(Message(key), routingKey=key)
-    assert drain(q) == ["b", "b.x.y", "c"]
+    assert drain_bodies(q) == ["b", "b.x.y", "c"]
     # clearing filter tags leaves binding keys alone
     sub.clearFilterTags()
     assert raw_sub(account, routing_topic.topicName, "keys")["bindingKey"] == ["b.#", "c"]
@@ -953,7 +904,7 @@ def test_strict_publish_reaching_nobody_is_6030(strict_broker):
     assert codes(server_error(t.publish_message, Message("untagged"))) == (6030, 10730)
     assert codes(server_error(t.batch_publish_message, [Message("x")], msgtag=["other"])) == (6030, 10730)
     assert t.publish_message(Message("matched", ["wanted"])).msgId
-    assert drain(q) == ["matched"]
+    assert drain_bodies(q) == ["matched"]
 
 
 def test_strict_routing_publish_matching_nothing_is_6030_10730(strict_broker):
@@ -964,7 +915,7 @@ def test_strict_routing_publish_matching_nothing_is_6030_10730(strict_broker):
     subscribe_queue(account, t, q, keys=["a.*"])
     assert codes(server_error(t.publish_message, Message("no"), routingKey="b.a")) == (6030, 10730)
     t.publish_message(Message("yes"), routingKey="a.b")
-    assert drain(q) == ["yes"]
+    assert drain_bodies(q) == ["yes"]
 
 
 def test_strict_routing_subscription_needs_binding_key(strict_broker):
@@ -1009,7 +960,7 @@ def test_lenient_by_default_for_every_unconfirmed_refusal(account, new_queue):
     subscribe_queue(account, tags, q, tags=["t"])
     assert tags.publish_message(Message("matches nothing", ["u"])).msgId  # not 6030/10730
     assert tags.batch_publish_message([Message("matches nothing")], msgtag=["u"])
-    assert drain(q) == []
+    assert drain_bodies(q) == []
     tags.delete()  # not 4000/10540
     for t in (route, tags):
         assert server_error(t.get_attributes).code == 4440

@@ -21,8 +21,6 @@ import resource
 import signal
 import statistics
 import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -34,12 +32,14 @@ import pytest
 from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
-from cmq.subscription import SubscriptionMeta
 from cmq.topic import Message as TopicMessage
 from cmq.topic import TopicMeta
 
-from conftest import ANY_ID, ANY_KEY, LISTENING, REPO_ROOT, STARTUP_TIMEOUT, Background, BrokerProcess, \
-    queue_meta, run_broker, stop_process, unique_name
+import helpers
+from helpers import (
+    REPO_ROOT, Background, BrokerProcess, queue_meta, run_broker, serve_args, sub_meta, sub_msg_count,
+    unique_name, wait_until,
+)
 from fault_endpoint import FaultEndpoint
 
 WAIT = 15.0  # upper bound for anything that should happen "soon"
@@ -55,31 +55,17 @@ def no_traceback(b: BrokerProcess) -> None:
     assert "Traceback" not in err, f"the broker logged a traceback:\n{err[-4000:]}"
 
 
-def until(check, what: str, timeout: float = WAIT, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(every)
-    return got
-
-
 # -- 1. subscribers that reset, answer garbage or hang ---------------------------------------
 
 RETRYING = ("reset", "garbage", "bad_status", "hang")
 
 
 def subscribe_http(account: Account, topic: str, name: str, url: str) -> None:
-    meta = SubscriptionMeta()
-    meta.Protocal = "http"
-    meta.Endpoint = url
-    meta.NotifyStrategy = "EXPONENTIAL_DECAY_RETRY"
-    meta.NotifyContentFormat = "SIMPLIFIED"
-    account.get_subscription(topic, name).create(meta)
+    account.get_subscription(topic, name).create(sub_meta("http", url, "EXPONENTIAL_DECAY_RETRY", "SIMPLIFIED"))
 
 
 def msg_count(account: Account, topic: str, sub: str) -> int:
-    return account.get_client().get_subscription_attributes(
-        {"topicName": topic, "subscriptionName": sub})["msgCount"]
+    return sub_msg_count(account, topic, sub)
 
 
 def timed_publishes(topic, bodies: list[str]) -> tuple[list[str], list[float], list[float]]:
@@ -140,11 +126,13 @@ def test_broken_subscribers_are_retried_until_healthy_and_hold_up_nobody():
             for mode in ("ok", *RETRYING):
                 counts = delivered(mode)
                 assert set(counts) == published and max(counts.values()) == 1, (mode, counts)
-                until(lambda: msg_count(account, topic_name, mode) == 0, f"{mode}: msgCount back to 0")
+                wait_until(lambda: msg_count(account, topic_name, mode) == 0, f"{mode}: msgCount back to 0",
+                           WAIT, 0.02)
             # A 200 whose body never ends is a 200: delivered once, not retried, not waited for.
             endless = attempts("endless")
             assert set(endless) == published and max(endless.values()) == 1, endless
-            until(lambda: msg_count(account, topic_name, "endless") == 0, "endless: msgCount back to 0")
+            wait_until(lambda: msg_count(account, topic_name, "endless") == 0, "endless: msgCount back to 0",
+                       WAIT, 0.02)
             no_traceback(b)
 
             took = took_first + took_second
@@ -187,19 +175,11 @@ class Ledger:
 
 def drain(account: Account, queue: str) -> list[str]:
     """Receive and delete everything the queue holds (nothing is in flight at a restart here)."""
-    q, got = account.get_queue(queue), []
-    while True:
-        try:
-            batch = q.batch_receive_message(16, polling_wait_seconds=0)
-        except CMQServerException as exc:
-            assert exc.code == 7000, (exc.code, exc.message)
-            return got
-        got += [m.msgBody.removesuffix(BODY_PAD) for m in batch]
-        q.batch_delete_message([m.receiptHandle for m in batch])
+    return [m.msgBody.removesuffix(BODY_PAD) for m in helpers.drain(account.get_queue(queue))]
 
 
 def broker_args(data_dir: Path) -> list[str]:
-    return ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir)]
+    return serve_args("--data-dir", str(data_dir))
 
 
 def refused_while_full(ledger: Ledger, tag: str, fill, more: int) -> float:
@@ -334,35 +314,10 @@ HOUR = 3600.0
 LAUNCHER = REPO_ROOT / "tests" / "fault_clock.py"
 
 
-@contextmanager
-def broker_with_clock(offset_file: Path, args: list[str]) -> Iterator[BrokerProcess]:
+def broker_with_clock(offset_file: Path, args: list[str]):
     """`python tests/fault_clock.py OFFSET_FILE serve ARGS`: a broker whose time.time() follows
-    OFFSET_FILE (see fault_clock.py), started and stopped as conftest.run_broker does."""
-    stderr_path = offset_file.with_suffix(".stderr")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(stderr_path, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, str(LAUNCHER), str(offset_file), "serve", *args], cwd=REPO_ROOT,
-                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    found = threading.Event()
-    url = []
-
-    def read_stdout() -> None:
-        for line in proc.stdout:  # drained to the end, so the broker never blocks on the pipe
-            m = LISTENING.search(line)
-            if m and not found.is_set():
-                url.append(m.group(1))
-                found.set()
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
-    try:
-        if not found.wait(STARTUP_TIMEOUT):
-            pytest.fail(f"the broker under fault_clock.py never printed its port:\n{stderr_path.read_text()}")
-        yield BrokerProcess(proc, url[0], stderr_path)
-    finally:
-        stop_process(proc)
-        reader.join(timeout=2)
+    OFFSET_FILE (see fault_clock.py), started and stopped as every other broker process is."""
+    return run_broker(args, launcher=[str(LAUNCHER), str(offset_file)])
 
 
 def set_offset(path: Path, seconds: float) -> None:
@@ -385,8 +340,7 @@ def test_wall_clock_jumps_do_not_move_timeouts_delays_or_retries(tmp_path):
     endpoint = FaultEndpoint()
     scale = 0.1  # push retry gaps 0.1, 0.2, 0.4, 0.8, 1.6 s: the first five span both jumps
     try:
-        with broker_with_clock(offset_file, ["--host", "127.0.0.1", "--port", "0", "--push-retry-scale",
-                                             str(scale), "--push-timeout", "1"]) as b:
+        with broker_with_clock(offset_file, serve_args("--push-retry-scale", str(scale), "--push-timeout", "1")) as b:
             account = b.account()
             assert abs(shown_now(account) - time.time()) <= 2
             names = {k: unique_name(k) for k in ("poll", "delay", "vis")}
@@ -399,7 +353,7 @@ def test_wall_clock_jumps_do_not_move_timeouts_delays_or_retries(tmp_path):
             account.get_queue(names["vis"]).send_message(Message("v"))
 
             def receive(queue: str, wait: int):
-                return Account(b.url, ANY_ID, ANY_KEY).get_queue(queue).receive_message(wait)
+                return b.account().get_queue(queue).receive_message(wait)
 
             t0 = time.monotonic()
             poll = Background(receive, names["poll"], 3)

@@ -27,13 +27,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from cmq.account import Account
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message as SdkMessage
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
-
-from broker.testing import PLACEHOLDER_ID, PLACEHOLDER_KEY
 
 from fuzzing import Http, LogWatch, Tally, budget, cmq_reply, fake_clock_broker, form, report
 
@@ -665,7 +662,7 @@ class CmqModel(RuleBasedStateMachine):
 def model_env():
     with LogWatch() as watch, fake_clock_broker() as broker:
         http = Http(broker.host, broker.port)
-        account = Account(broker.url, PLACEHOLDER_ID, PLACEHOLDER_KEY)
+        account = broker.account()
         yield broker, http, account, watch
         http.close()
 

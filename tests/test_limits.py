@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from cmq.queue import Message
 
-from conftest import Background, run_broker, server_error, unique_name, queue_meta
+from helpers import Background, queue_meta, run_broker, server_error, unique_name
 
 
 def post(url: str, body: bytes, path: str = "/v2/index.php", headers: dict | None = None) -> tuple[int, dict]:

@@ -8,7 +8,6 @@ exactly what the test did. Log tests read the broker's stderr after stopping it.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import logging
@@ -16,26 +15,22 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
-from aiohttp import web
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message as QueueMessage
 from cmq.subscription import SubscriptionMeta
 from cmq.topic import Message as TopicMessage, TopicMeta
 from prometheus_client.parser import text_string_to_metric_families
-from tencentcloud.batch.v20170312 import batch_client, models
-from tencentcloud.common import credential
+from tencentcloud.batch.v20170312 import models
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
-from conftest import ANY_ID, ANY_KEY, REPO_ROOT, _clean_env, queue_meta, stop_process
+from helpers import (
+    REPO_ROOT, Receiver, batch_client_for, clean_env, post_form, queue_meta, stop_process, wait_until,
+)
 
 WAIT = 10.0
 
@@ -54,70 +49,6 @@ def scrape(url: str) -> dict[tuple, float]:
 
 def value(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def post_form(url: str, **params: str) -> dict:
-    data = urllib.parse.urlencode(params).encode()
-    with urllib.request.urlopen(urllib.request.Request(url + "/v2/index.php", data=data), timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def batch_client_for(url: str) -> batch_client.BatchClient:
-    endpoint = url.removeprefix("http://")
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
-    return batch_client.BatchClient(credential.Credential(ANY_ID, ANY_KEY), "ap-guangzhou", profile)
-
-
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-class FlakyHook:
-    """A local aiohttp endpoint, in a thread of its own, that answers 500 to the first push and
-    204 to every later one."""
-
-    def __init__(self) -> None:
-        self.seen: list[int] = []  # the status answered to each push, in order
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
-
-    async def _push(self, request: web.Request) -> web.Response:
-        await request.read()
-        status = 500 if not self.seen else 204
-        self.seen.append(status)
-        return web.Response(status=status)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/hook", self._push)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/hook"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> "FlakyHook":
-        self._thread.start()
-        assert self._ready.wait(5), "hook server did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def stopped_stderr(broker) -> str:
@@ -162,14 +93,16 @@ def test_metrics_count_exactly_what_clients_did(start_broker):
         sub = SubscriptionMeta()
         sub.Protocal, sub.Endpoint, sub.NotifyContentFormat = "queue", name, "SIMPLIFIED"
         account.get_subscription("events", name).create(sub)
-    with FlakyHook() as hook:
+    with Receiver() as receiver:
+        hook = receiver.route(fail_first=1, ok_status=204)  # 500 to the first push, 204 to every later one
         sub = SubscriptionMeta()
-        sub.Protocal, sub.Endpoint, sub.FilterTag = "http", hook.url, ["web"]
+        sub.Protocal, sub.Endpoint, sub.FilterTag = "http", hook, ["web"]
         account.get_subscription("events", "hook").create(sub)
         topic.publish_message(TopicMessage("to queues only"))
         topic.publish_message(TopicMessage("to everyone", ["web"]))
-        wait_for(lambda: value(scrape(url), "cmq_broker_push_deliveries_total") == 1, "the retried push")
-        assert hook.seen == [500, 204]
+        wait_until(lambda: value(scrape(url), "cmq_broker_push_deliveries_total") == 1, "the retried push",
+                   WAIT, 0.02)
+        assert [r.status for r in receiver.got(hook)] == [500, 204]
 
     # Batch: one call that works and one the API does not have.
     client = batch_client_for(url)
@@ -350,6 +283,6 @@ def test_access_log_is_off_by_default_and_text_is_the_default_format(start_broke
 
 def test_an_unknown_log_format_is_refused():
     result = subprocess.run([sys.executable, "-m", "broker", "serve", "--port", "0", "--log-format", "xml"],
-                            cwd=REPO_ROOT, env=_clean_env(None), capture_output=True, text=True, timeout=30)
+                            cwd=REPO_ROOT, env=clean_env(), capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "error: log format must be one of text, json, got 'xml'" in result.stderr

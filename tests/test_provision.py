@@ -23,16 +23,15 @@ import pytest
 from cmq.cmq_exception import CMQServerException
 from cmq.queue import Message
 from cmq.topic import Message as TopicMessage
-from tencentcloud.batch.v20170312 import batch_client, models
-from tencentcloud.common import credential
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
 from broker.batchsim import BatchSim
 from broker.clock import FakeClock
 from broker.engine import Broker, Limits
 from broker.provision import ProvisionError, apply_plan, load_plan
-from conftest import ANY_ID, ANY_KEY, REPO_ROOT, _clean_env, queue_meta, run_broker
+
+import helpers
+from batch_helpers import decode_event
+from helpers import REPO_ROOT, batch_client_for, call, clean_env, queue_meta, run_broker
 
 EXAMPLE = """\
 # The README's example, give or take.
@@ -324,22 +323,11 @@ def test_an_engine_refusal_while_applying_names_line_and_key(tmp_path):
 
 # -- python -m broker serve --config ------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the Batch SDK (requests) honours HTTP_PROXY
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-
-
-def batch_call(url: str, action: str, params: dict) -> dict:
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=url.removeprefix("http://")))
-    client = batch_client.BatchClient(credential.Credential(ANY_ID, ANY_KEY), "ap-guangzhou", profile)
-    request = getattr(models, f"{action}Request")()
-    request.from_json_string(json.dumps(params))
-    return json.loads(getattr(client, action)(request).to_json_string())
+pytestmark = pytest.mark.usefixtures("no_proxy")  # the Batch SDK (requests) honours HTTP_PROXY
 
 
 def envs_named(url: str, name: str) -> list[dict]:
-    found = batch_call(url, "DescribeComputeEnvs", {"Filters": [{"Name": "env-name", "Values": [name]}]})
+    found = call(batch_client_for(url), "DescribeComputeEnvs", {"Filters": [{"Name": "env-name", "Values": [name]}]})
     return found["ComputeEnvSet"]
 
 
@@ -353,12 +341,12 @@ def events_in(queue, name: str, deadline: float = 10.0) -> list[str]:
         except CMQServerException:
             continue
         queue.delete_message(msg.receiptHandle)
-        seen.append(json.loads(base64.b64decode(msg.msgBody))["Events"][0]["EventName"])
+        seen.append(decode_event(msg.msgBody)["EventName"])
     return seen
 
 
 def serve_args(*extra: str) -> list[str]:
-    return ["--host", "127.0.0.1", "--port", "0", "--batch-time-scale", "0.1", *extra]
+    return helpers.serve_args("--batch-time-scale", "0.1", *extra)
 
 
 def test_serve_creates_what_the_file_declares(tmp_path):
@@ -425,7 +413,7 @@ def test_a_restart_on_the_same_data_directory_changes_only_what_drifted(tmp_path
 def serve_fails(*args: str) -> str:
     """Run `python -m broker serve ARGS`, which must exit 2 before it announces a port; its last word."""
     proc = subprocess.run([sys.executable, "-m", "broker", "serve", *serve_args(*args)], cwd=REPO_ROOT,
-                          env=_clean_env(None), capture_output=True, text=True, timeout=20)
+                          env=clean_env(), capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2 and "listening" not in proc.stdout, (proc.returncode, proc.stdout, proc.stderr)
     last = proc.stderr.splitlines()[-1]
     assert last.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
