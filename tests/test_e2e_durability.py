@@ -49,7 +49,7 @@ from helpers import (
     wait_until,
 )
 
-VISIBILITY = 2  # seconds: in-flight messages of the crash tests come back quickly
+VISIBILITY = 1  # seconds: in-flight messages of the crash tests come back quickly
 DEADLINE = 15.0  # upper bound for anything that should happen "soon"
 SETTLE = 0.5  # > the broker's FLUSH_INTERVAL (0.1 s) for changes nobody waits for
 RECORD_HEADER = struct.Struct("<II")  # wal.py: payload length, crc32(payload)
