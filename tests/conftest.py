@@ -6,8 +6,8 @@ prints, and stopped with SIGTERM at the end. Most tests share one session-wide b
 unique queue names; the Batch tests share another with simulated time x0.1. Tests that need no
 process of their own (error tables, listings) use an in-process broker from `broker.testing`.
 
-The plain functions and classes are in helpers.py (and batch_helpers.py); some are re-exported
-here for the modules that still import them from conftest.
+The plain functions and classes are in helpers.py (and batch_helpers.py); test modules import
+them from there.
 """
 
 from __future__ import annotations
@@ -31,12 +31,8 @@ from cmq.cmq_exception import CMQServerException
 from broker.testing import fake_clock_broker
 
 from batch_helpers import TIME_SCALE, Sink
-from helpers import (  # noqa: F401 (re-exported for modules that import them from here)
-    ANY_ID, ANY_KEY, LISTENING, REPO_ROOT, STARTUP_TIMEOUT, STOP_TIMEOUT, Background, BrokerProcess, clean_env,
-    queue_meta, run_broker, serve_args, server_error, stop_process, unique_name,
-)
-
-_clean_env = clean_env  # the older name
+from helpers import BrokerProcess, queue_meta, run_broker, serve_args, unique_name
+from helpers import REPO_ROOT  # noqa: F401 (test_batch_transport.py and test_console_http.py import it from here)
 
 
 @pytest.fixture(scope="session")

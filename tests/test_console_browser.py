@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cmq.queue import Message
 
-from conftest import run_broker
+from helpers import run_broker
 
 SKIP = os.environ.get("CONSOLE_BROWSER_TESTS", "1").lower() in ("0", "false", "no", "off")
 pytestmark = pytest.mark.skipif(SKIP, reason="CONSOLE_BROWSER_TESTS=0")
