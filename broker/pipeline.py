@@ -210,7 +210,3 @@ class Pipeline:
             return response
 
         return handle
-
-    async def handle(self, protocol: Protocol, http: Any) -> Any:
-        """Run one request of `protocol` (for callers that hold no handler of their own)."""
-        return await self.handler(protocol)(http)
